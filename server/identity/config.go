@@ -125,19 +125,46 @@ var errInsecureScheme = errors.New("http:// is allowed only on a loopback addres
 // checkIssuerURL accepts an absolute https URL, or http on loopback, with
 // no user info, query or fragment (an issuer identifier has none).
 func checkIssuerURL(raw string) error {
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return err
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		return errors.New("URL must have no query")
+	}
+	return checkScheme(u)
+}
+
+// checkFetchURL accepts a URL we may fetch keys from: like an issuer, but
+// a query is allowed.
+func checkFetchURL(raw string) error {
+	u, err := parseAbsolute(raw)
+	if err != nil {
+		return err
+	}
+	return checkScheme(u)
+}
+
+// parseAbsolute parses an absolute URL with no user info or fragment.
+func parseAbsolute(raw string) (*url.URL, error) {
 	if raw == "" {
-		return errors.New("issuer URL is required")
+		return nil, errors.New("URL is required")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("parsing issuer URL: %w", err)
+		return nil, fmt.Errorf("parsing URL: %w", err)
 	}
 	if u.Host == "" || u.Opaque != "" {
-		return errors.New("issuer URL must be absolute")
+		return nil, errors.New("URL must be absolute")
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return errors.New("issuer URL must have no user info, query or fragment")
+	if u.User != nil || u.Fragment != "" {
+		return nil, errors.New("URL must have no user info or fragment")
 	}
+	return u, nil
+}
+
+// checkScheme accepts https, and http on a loopback host only.
+func checkScheme(u *url.URL) error {
 	switch u.Scheme {
 	case "https":
 		return nil
@@ -147,7 +174,7 @@ func checkIssuerURL(raw string) error {
 		}
 		return errInsecureScheme
 	default:
-		return fmt.Errorf("issuer URL scheme %q is not https", u.Scheme)
+		return fmt.Errorf("URL scheme %q is not https", u.Scheme)
 	}
 }
 
