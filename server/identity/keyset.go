@@ -135,19 +135,19 @@ func (k *keySet) verify(ctx context.Context, jwt string) ([]byte, *Error) {
 	return nil, fail(ReasonTokenSignature, errBadSignature)
 }
 
-// verifyWith tries the keys that kid and alg select. found reports whether
-// any key was selected, to tell an unknown key from a bad signature. A key
-// published without a kid may verify a token with any kid.
+// verifyWith tries the keys that kid selects and whose type and alg fit.
+// found reports whether kid selected any key, to tell an unknown key from a
+// bad signature. A key published without a kid may verify any token.
 func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey,
 	kid, alg string) (payload []byte, found bool) {
 	for _, key := range keys {
 		if kid != "" && key.KeyID != "" && key.KeyID != kid {
 			continue
 		}
+		found = true
 		if !keyFits(key, alg) {
 			continue
 		}
-		found = true
 		if p, err := jws.Verify(key.Key); err == nil {
 			return p, true
 		}
