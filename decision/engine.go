@@ -50,7 +50,8 @@ type Engine struct {
 	logger  *slog.Logger
 	timeout time.Duration
 
-	errs [5]atomic.Uint64 // indexed like causes
+	errs    [5]atomic.Uint64 // indexed like causes
+	updates updates
 }
 
 var causes = [...]string{CauseEvalError, CauseUndefined, CauseMalformed, CauseDeadline, CauseInput}
@@ -66,6 +67,7 @@ func NewEngine(ctx context.Context, p *Policy, opts ...Option) (*Engine, error) 
 		return nil, err
 	}
 	e.current.Store(r)
+	e.updates.status = UpdateStatus{Revision: r.ID, Source: "initial", LoadedAt: time.Now().UTC()}
 	return e, nil
 }
 
@@ -98,7 +100,9 @@ func (e *Engine) Prepare(ctx context.Context, p *Policy) (*Revision, error) {
 		return nil, &PolicyError{Stage: "compile", Err: err}
 	}
 
-	store := inmem.NewFromObject(p.data)
+	// AST values on read spare OPA converting the route table from Go
+	// values on every evaluation, which would make cost grow with its size.
+	store := inmem.NewFromObjectWithOpts(p.data, inmem.OptReturnASTValuesOnRead(true))
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
 		return rego.New(
 			rego.Query(query),

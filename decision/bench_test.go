@@ -1,0 +1,135 @@
+package decision
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"testing"
+	"testing/fstest"
+
+	"github.com/tierguard/tierguard/policies"
+)
+
+var plusSubject = Subject{
+	Authenticated: true,
+	Issuer:        "https://example.okta.com/oauth2/default",
+	Subject:       "alex@example.com",
+	Groups:        []string{"Everyone", "tier-plus"},
+	Claims:        map[string]any{"tier": "plus", "uid": "00u1a2b3c4d5e6f7"},
+}
+
+func BenchmarkDecide(b *testing.B) {
+	e := embeddedEngine(b)
+	in := Input{Subject: plusSubject, Check: Check{Kind: KindAPI, Method: "GET", Template: "/api/treasure-map"}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := e.Decide(ctx, in); !d.Allow {
+			b.Fatalf("unexpected deny: %+v", d)
+		}
+	}
+}
+
+func BenchmarkDecideBatch(b *testing.B) {
+	e := embeddedEngine(b)
+	tables := e.Current().Tables()
+	for _, n := range []int{10, 100} {
+		checks := make([]Check, n)
+		for i := range checks {
+			r := tables.APIRoutes[i%len(tables.APIRoutes)]
+			checks[i] = Check{Kind: KindAPI, Method: r.Method, Template: r.Template}
+		}
+		b.Run(fmt.Sprintf("checks=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if got := e.Current().DecideBatch(ctx, plusSubject, nil, checks); len(got) != n {
+					b.Fatalf("got %d decisions", len(got))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/check")
+		})
+	}
+}
+
+// BenchmarkRouteTableSize decides against generated policies of growing
+// size: route lookup is by key, so the cost should stay flat.
+func BenchmarkRouteTableSize(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		e := syntheticEngine(b, n)
+		in := Input{Subject: plusSubject, Check: Check{Kind: KindAPI, Method: "GET", Template: fmt.Sprintf("/api/r%d/:id", n/2)}}
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if d := e.Decide(ctx, in); d.Reason == ReasonPolicyError || d.Reason == ReasonRouteUnknown {
+					b.Fatalf("unexpected decision %+v", d)
+				}
+			}
+		})
+	}
+}
+
+// SyntheticPolicy returns the embedded policy module with a generated route
+// table of n API routes (and n/10 pages), for size benchmarks.
+func syntheticPolicy(tb testing.TB, n int) fstest.MapFS {
+	tb.Helper()
+	module, err := fs.ReadFile(policies.FS, "tierguard/authz/authz.rego")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tiers := []string{"anonymous", "free", "plus", "pro"}
+	api := map[string]any{}
+	ui := map[string]any{}
+	for i := range n {
+		api[fmt.Sprintf("/api/r%d/:id", i)] = map[string]any{"tier": tiers[i%4]}
+		if i%10 == 0 {
+			ui[fmt.Sprintf("/r%d/:id", i)] = map[string]any{
+				"tier": "free", "requires": []string{fmt.Sprintf("GET /api/r%d/:id", i)},
+			}
+		}
+	}
+	data, err := json.Marshal(map[string]any{
+		"tiers":             tiers,
+		"tier_group_prefix": "tier-",
+		"api_routes":        map[string]any{"GET": api},
+		"ui_routes":         ui,
+		"resources":         map[string]any{},
+		"features":          map[string]any{"hd": "plus"},
+		"subjects":          map[string]any{},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return fstest.MapFS{
+		"tierguard/authz/authz.rego": {Data: module},
+		"tierguard/data.json":        {Data: data},
+	}
+}
+
+func syntheticEngine(tb testing.TB, n int) *Engine {
+	tb.Helper()
+	p, err := LoadFS(syntheticPolicy(tb, n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := NewEngine(context.Background(), p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+func BenchmarkPrepare10000Routes(b *testing.B) {
+	p, err := LoadFS(syntheticPolicy(b, 10000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := embeddedEngine(b)
+	for b.Loop() {
+		if _, err := e.Load(context.Background(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
