@@ -83,7 +83,7 @@ func (e *Error) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("sub", e.Subject))
 	}
 	if e.Err != nil {
-		attrs = append(attrs, slog.String("cause", e.Err.Error()))
+		attrs = append(attrs, slog.Any("cause", e.Err)) // a nested *Error logs as a group
 	}
 	return slog.GroupValue(attrs...)
 }
