@@ -35,7 +35,8 @@ func TestBearerToken(t *testing.T) {
 		{"leading space", []string{" Bearer " + sampleJWT}, "", ReasonInvalidRequest},
 		{"trailing space", []string{"Bearer " + sampleJWT + " "}, "", ReasonInvalidRequest},
 		{"two tokens", []string{"Bearer " + sampleJWT + " " + sampleJWT}, "", ReasonInvalidRequest},
-		{"comma-joined tokens", []string{"Bearer " + sampleJWT + "," + sampleJWT}, "", ReasonInvalidRequest},
+		{"comma-joined tokens",
+			[]string{"Bearer " + sampleJWT + "," + sampleJWT}, "", ReasonInvalidRequest},
 		{"Bearerx scheme", []string{"Bearerx " + sampleJWT}, "", ReasonInvalidRequest},
 		{"not a JWT", []string{"Bearer 2YotnFZFEjr1zCsicMWpAA"}, "", ReasonInvalidRequest},
 		{"many dots", []string{"Bearer a.b.c.d"}, "", ReasonInvalidRequest},
@@ -131,31 +132,35 @@ func TestErrorLogValue(t *testing.T) {
 
 func TestIssuerConfigValidate(t *testing.T) {
 	ok := IssuerConfig{Issuer: "https://example.okta.com/oauth2/default", Audience: "api://default"}
+	issuer := func(u string) IssuerConfig { return with2(ok, func(c *IssuerConfig) { c.Issuer = u }) }
+	algs := func(a ...string) IssuerConfig {
+		return with2(ok, func(c *IssuerConfig) { c.Algorithms = a })
+	}
 	tests := []struct {
 		name    string
 		cfg     IssuerConfig
 		wantErr string // substring; "" for valid
 	}{
 		{"https", ok, ""},
-		{"http on 127.0.0.1", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://127.0.0.1:8080/dev" }), ""},
-		{"http on 127.1.2.3", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://127.1.2.3/dev" }), ""},
-		{"http on ::1", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://[::1]:8080" }), ""},
-		{"http on localhost", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://localhost:8080/x" }), ""},
-		{"http elsewhere", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://example.okta.com" }), "loopback"},
-		{"http on 10/8", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://10.0.0.1" }), "loopback"},
-		{"http on localhost.evil", with2(ok, func(c *IssuerConfig) { c.Issuer = "http://localhost.evil.example" }), "loopback"},
-		{"ftp", with2(ok, func(c *IssuerConfig) { c.Issuer = "ftp://example.com" }), "scheme"},
-		{"relative", with2(ok, func(c *IssuerConfig) { c.Issuer = "/oauth2/default" }), "absolute"},
-		{"query", with2(ok, func(c *IssuerConfig) { c.Issuer = ok.Issuer + "?x=1" }), "query"},
-		{"fragment", with2(ok, func(c *IssuerConfig) { c.Issuer = ok.Issuer + "#x" }), "fragment"},
-		{"user info", with2(ok, func(c *IssuerConfig) { c.Issuer = "https://u:p@example.com" }), "user info"},
-		{"no issuer", with2(ok, func(c *IssuerConfig) { c.Issuer = "" }), "required"},
+		{"http on 127.0.0.1", issuer("http://127.0.0.1:8080/dev"), ""},
+		{"http on 127.1.2.3", issuer("http://127.1.2.3/dev"), ""},
+		{"http on ::1", issuer("http://[::1]:8080"), ""},
+		{"http on localhost", issuer("http://localhost:8080/x"), ""},
+		{"http elsewhere", issuer("http://example.okta.com"), "loopback"},
+		{"http on 10/8", issuer("http://10.0.0.1"), "loopback"},
+		{"http on localhost.evil", issuer("http://localhost.evil.example"), "loopback"},
+		{"ftp", issuer("ftp://example.com"), "scheme"},
+		{"relative", issuer("/oauth2/default"), "absolute"},
+		{"query", issuer(ok.Issuer + "?x=1"), "query"},
+		{"fragment", issuer(ok.Issuer + "#x"), "fragment"},
+		{"user info", issuer("https://u:p@example.com"), "user info"},
+		{"no issuer", issuer(""), "required"},
 		{"no audience", with2(ok, func(c *IssuerConfig) { c.Audience = "" }), "audience"},
 		{"empty client id", with2(ok, func(c *IssuerConfig) { c.ClientIDs = []string{""} }), "client"},
-		{"HS256", with2(ok, func(c *IssuerConfig) { c.Algorithms = []string{"HS256"} }), "HS256"},
-		{"none", with2(ok, func(c *IssuerConfig) { c.Algorithms = []string{"none"} }), "none"},
-		{"rs256 lowercase", with2(ok, func(c *IssuerConfig) { c.Algorithms = []string{"rs256"} }), "rs256"},
-		{"EdDSA", with2(ok, func(c *IssuerConfig) { c.Algorithms = []string{"EdDSA", "PS256"} }), ""},
+		{"HS256", algs("HS256"), "HS256"},
+		{"none", algs("none"), "none"},
+		{"rs256 lowercase", algs("rs256"), "rs256"},
+		{"EdDSA", algs("EdDSA", "PS256"), ""},
 		{"negative skew", with2(ok, func(c *IssuerConfig) { c.ClockSkew = -time.Second }), "skew"},
 		{"huge skew", with2(ok, func(c *IssuerConfig) { c.ClockSkew = time.Hour }), "skew"},
 		{"negative key age", with2(ok, func(c *IssuerConfig) { c.MaxKeyAge = -1 }), "key age"},

@@ -131,6 +131,9 @@ func sign(tb testing.TB, k testKey, extraHeader, claims map[string]any) string {
 	return signRaw(tb, alg, k.priv, mustJSON(tb, header), mustJSON(tb, claims))
 }
 
+// H is a JOSE header, or header members to add.
+type H = map[string]any
+
 // fakeClock is an injected clock tests move by hand.
 type fakeClock struct {
 	mu  sync.Mutex

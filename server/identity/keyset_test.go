@@ -316,6 +316,7 @@ func TestNotStarted(t *testing.T) {
 func TestParseJWKS(t *testing.T) {
 	rsaKey := newRSAKey(t, 0, "r")
 	pub := mustJSON(t, rsaKey.jwk())
+	set := func(key string) string { return `{"keys":[` + key + `]}` }
 	private := mustJSON(t, jose.JSONWebKey{Key: rsaKey.priv, KeyID: "p", Algorithm: "RS256"})
 	tests := []struct {
 		name string
@@ -325,9 +326,9 @@ func TestParseJWKS(t *testing.T) {
 		{"one key", `{"keys":[` + pub + `]}`, 1},
 		{"symmetric key skipped", `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"},` + pub + `]}`, 1},
 		{"only symmetric", `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}`, -1},
-		{"encryption key skipped", `{"keys":[` + strings.Replace(pub, `"use":"sig"`, `"use":"enc"`, 1) + `]}`, -1},
+		{"encryption key skipped", set(strings.Replace(pub, `"use":"sig"`, `"use":"enc"`, 1)), -1},
 		{"unknown kty skipped", `{"keys":[{"kty":"XYZ"},` + pub + `]}`, 1},
-		{"HS256 alg skipped", `{"keys":[` + strings.Replace(pub, `"alg":"RS256"`, `"alg":"HS256"`, 1) + `]}`, -1},
+		{"HS256 alg skipped", set(strings.Replace(pub, `"alg":"RS256"`, `"alg":"HS256"`, 1)), -1},
 		{"private key published by mistake", `{"keys":[` + private + `]}`, 1},
 		{"empty", `{"keys":[]}`, -1},
 		{"not JSON", `<html>`, -1},

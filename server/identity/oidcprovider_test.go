@@ -129,7 +129,7 @@ func codeFlow(tb testing.TB, issuer string) tokenResponse {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	stopAtCallback := func(req *http.Request, via []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), e2eRedirectURI) {
 			return http.ErrUseLastResponse
 		}
@@ -137,7 +137,8 @@ func codeFlow(tb testing.TB, issuer string) tokenResponse {
 			return errors.New("too many redirects")
 		}
 		return nil
-	}}
+	}
+	client := &http.Client{Jar: jar, CheckRedirect: stopAtCallback}
 
 	verifier := b64([]byte("a PKCE code verifier of at least 43 characters, made for the test"))
 	challenge := sha256.Sum256([]byte(verifier))

@@ -62,6 +62,7 @@ type Verifier struct {
 	issuers  []*issuer
 	byIssuer map[string]*issuer
 	opts     Options
+	start    sync.Once
 
 	mu        sync.Mutex
 	listeners []func(issuer string)
@@ -138,12 +139,16 @@ func (v *Verifier) newIssuer(cfg IssuerConfig, client *http.Client) *issuer {
 
 // Start discovers every issuer and fetches its keys in the background,
 // retrying with exponential backoff until it works, then refreshing
-// periodically. It returns at once and stops when ctx is done. Call it once,
-// after the listener serving any local issuer (the dev issuer) is up.
+// periodically. It returns at once and stops when ctx is done. Only the
+// first call starts anything. Call it after the listener serving any local
+// issuer (the dev issuer) is up, or the first attempt fails and waits out a
+// backoff.
 func (v *Verifier) Start(ctx context.Context) {
-	for _, is := range v.issuers {
-		go is.keys.run(ctx, v.opts.RefreshInterval)
-	}
+	v.start.Do(func() {
+		for _, is := range v.issuers {
+			go is.keys.run(ctx, v.opts.RefreshInterval)
+		}
+	})
 }
 
 // Status reports each issuer's readiness, in configuration order.
@@ -414,6 +419,10 @@ func (v *Verifier) verifyIDToken(ctx context.Context, access Identity,
 	return nil, outer
 }
 
+// errNotBound is an ID token whose sub is neither the access token's sub
+// nor its uid.
+var errNotBound = errors.New("ID token sub is not the access token's sub or uid")
+
 // checkIDToken is verifyIDToken's list of checks.
 func (v *Verifier) checkIDToken(ctx context.Context, access Identity, t *parsedToken) *Error {
 	iss, err := stringClaim(t.claims, "iss")
@@ -443,7 +452,7 @@ func (v *Verifier) checkIDToken(ctx context.Context, access Identity, t *parsedT
 	}
 	uid, _ := access.Claims["uid"].(string)
 	if sub != access.Subject && (uid == "" || sub != uid) {
-		return fail(ReasonIDTokenMismatch, errors.New("ID token sub is not the access token's sub or uid"))
+		return fail(ReasonIDTokenMismatch, errNotBound)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -53,11 +54,12 @@ func newOktaFixture(tb testing.TB, mutate func(*IssuerConfig)) *oktaFixture {
 func TestVerifyAccessToken(t *testing.T) {
 	f := newOktaFixture(t, nil)
 	now := f.clock.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
 	iss := f.okta.URL
 	okta := oktaAccessClaims(iss, now)
 	rfc9068 := map[string]any{
 		"iss": iss, "aud": oktaAudience, "sub": "svc-1", "client_id": oktaClient,
-		"scope": "read write", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"scope": "read write", "iat": now.Unix(), "exp": at(5 * time.Minute),
 		"jti": "j1",
 	}
 	rsaPriv := f.rsa.priv
@@ -88,6 +90,16 @@ func TestVerifyAccessToken(t *testing.T) {
 		return tok[:i] + string(c) + tok[i+1:]
 	}
 	bigClaims := with(okta, "padding", strings.Repeat("x", MaxTokenSize))
+	okt := func(kv ...any) string { return sign(t, f.rsa, nil, with(okta, kv...)) }
+	edit := func(old, new string) string {
+		return withPayload(strings.Replace(oktaJSON, old, new, 1))
+	}
+	hs256 := func(key []byte) string {
+		return signRaw(t, "HS256", key, `{"kid":"okta-rsa-1","alg":"HS256"}`, oktaJSON)
+	}
+	rs256 := func(kid string, priv any) testKey {
+		return testKey{kid: kid, alg: "RS256", priv: priv.(crypto.Signer)}
+	}
 
 	tests := []struct {
 		name  string
@@ -96,92 +108,105 @@ func TestVerifyAccessToken(t *testing.T) {
 	}{
 		{"okta RS256 no typ", sign(t, f.rsa, nil, okta), ""},
 		{"okta ES256 key", sign(t, f.ec, nil, okta), ""},
-		{"RFC 9068 at+jwt", sign(t, f.ec, map[string]any{"typ": "at+jwt"}, rfc9068), ""},
-		{"typ application/at+jwt", sign(t, f.rsa, map[string]any{"typ": "application/at+jwt"}, rfc9068), ""},
-		{"typ AT+JWT any case", sign(t, f.rsa, map[string]any{"typ": "AT+JWT"}, rfc9068), ""},
-		{"typ JWT access shape", sign(t, f.rsa, map[string]any{"typ": "JWT"}, okta), ""},
+		{"RFC 9068 at+jwt", sign(t, f.ec, H{"typ": "at+jwt"}, rfc9068), ""},
+		{"typ application/at+jwt", sign(t, f.rsa, H{"typ": "application/at+jwt"}, rfc9068), ""},
+		{"typ AT+JWT any case", sign(t, f.rsa, H{"typ": "AT+JWT"}, rfc9068), ""},
+		{"typ JWT access shape", sign(t, f.rsa, H{"typ": "JWT"}, okta), ""},
 
 		// Algorithms.
-		{"alg none empty signature", signRaw(t, "none", nil, `{"alg":"none"}`, oktaJSON), ReasonTokenMalformed},
+		{"alg none empty signature",
+			signRaw(t, "none", nil, `{"alg":"none"}`, oktaJSON), ReasonTokenMalformed},
 		{"alg none", withHeader(`{"kid":"okta-rsa-1","alg":"none"}`), ReasonTokenSignature},
 		{"alg NONE", withHeader(`{"kid":"okta-rsa-1","alg":"NONE"}`), ReasonTokenSignature},
 		{"alg None", withHeader(`{"kid":"okta-rsa-1","alg":"None"}`), ReasonTokenSignature},
 		{"alg nOnE", withHeader(`{"kid":"okta-rsa-1","alg":"nOnE"}`), ReasonTokenSignature},
-		{"HS256 keyed with the public key PEM", signRaw(t, "HS256", pubPEM, `{"kid":"okta-rsa-1","alg":"HS256"}`, oktaJSON), ReasonTokenSignature},
-		{"HS256 keyed with the public key DER", signRaw(t, "HS256", pubDER, `{"kid":"okta-rsa-1","alg":"HS256"}`, oktaJSON), ReasonTokenSignature},
-		{"PS256 not in the allowed list", signRaw(t, "PS256", rsaPriv, `{"kid":"okta-rsa-1","alg":"PS256"}`, oktaJSON), ReasonTokenSignature},
+		{"HS256 keyed with the public key PEM", hs256(pubPEM), ReasonTokenSignature},
+		{"HS256 keyed with the public key DER", hs256(pubDER), ReasonTokenSignature},
+		{"PS256 not in the allowed list", signRaw(t, "PS256", rsaPriv,
+			`{"kid":"okta-rsa-1","alg":"PS256"}`, oktaJSON), ReasonTokenSignature},
 		{"alg not a string", withHeader(`{"kid":"okta-rsa-1","alg":1}`), ReasonTokenMalformed},
 
 		// Keys.
-		{"key embedded in the header (jwk)", sign(t, attacker, map[string]any{"jwk": embedded}, okta), ReasonTokenSignature},
-		{"jku header", sign(t, attacker, map[string]any{"jku": "https://attacker.example/keys"}, okta), ReasonTokenSignature},
-		{"x5u header", sign(t, attacker, map[string]any{"x5u": "https://attacker.example/cert"}, okta), ReasonTokenSignature},
-		{"x5c header", sign(t, attacker, map[string]any{"x5c": []string{"MIIB"}}, okta), ReasonTokenSignature},
-		{"crit header", sign(t, f.rsa, map[string]any{"crit": []string{"exp"}, "exp": 1}, okta), ReasonTokenMalformed},
-		{"kid holding a path", sign(t, testKey{"../../../../etc/passwd", "RS256", rsaPriv}, nil, okta), ReasonTokenUnknownKey},
-		{"kid holding SQL", sign(t, testKey{"x' OR '1'='1'; DROP TABLE keys; --", "RS256", rsaPriv}, nil, okta), ReasonTokenUnknownKey},
+		{"key embedded in the header (jwk)",
+			sign(t, attacker, H{"jwk": embedded}, okta), ReasonTokenSignature},
+		{"jku header",
+			sign(t, attacker, H{"jku": "https://attacker.example/keys"}, okta), ReasonTokenSignature},
+		{"x5u header",
+			sign(t, attacker, H{"x5u": "https://attacker.example/cert"}, okta), ReasonTokenSignature},
+		{"x5c header", sign(t, attacker, H{"x5c": []string{"MIIB"}}, okta), ReasonTokenSignature},
+		{"crit header", sign(t, f.rsa, H{"crit": []string{"exp"}, "exp": 1}, okta), ReasonTokenMalformed},
+		{"kid holding a path",
+			sign(t, rs256("../../../../etc/passwd", rsaPriv), nil, okta), ReasonTokenUnknownKey},
+		{"kid holding SQL", sign(t, rs256("x' OR '1'='1'; DROP TABLE keys; --", rsaPriv), nil, okta),
+			ReasonTokenUnknownKey},
 		{"unknown kid", sign(t, attacker, nil, okta), ReasonTokenUnknownKey},
 		{"another issuer's key and kid", sign(t, f.otherK, nil, okta), ReasonTokenUnknownKey},
-		{"another issuer's key under our kid", sign(t, testKey{"okta-rsa-1", "RS256", f.otherK.priv}, nil, okta), ReasonTokenSignature},
-		{"no kid, foreign key", sign(t, f.otherK, map[string]any{"kid": nil}, okta), ReasonTokenSignature},
-		{"no kid, our key", sign(t, f.rsa, map[string]any{"kid": nil}, okta), ""},
+		{"another issuer's key under our kid",
+			sign(t, rs256("okta-rsa-1", f.otherK.priv), nil, okta), ReasonTokenSignature},
+		{"no kid, foreign key", sign(t, f.otherK, H{"kid": nil}, okta), ReasonTokenSignature},
+		{"no kid, our key", sign(t, f.rsa, H{"kid": nil}, okta), ""},
 		{"bad signature under a known kid", flip(sign(t, f.rsa, nil, okta)), ReasonTokenSignature},
-		{"RS256 kid on the ES256 key", sign(t, testKey{"okta-ec-1", "RS256", rsaPriv}, nil, okta), ReasonTokenSignature},
+		{"RS256 kid on the ES256 key",
+			sign(t, rs256("okta-ec-1", rsaPriv), nil, okta), ReasonTokenSignature},
 
 		// Times (skew 60 s).
-		{"expired", sign(t, f.rsa, nil, with(okta, "exp", now.Add(-2*time.Minute).Unix())), ReasonTokenExpired},
-		{"expired within the skew", sign(t, f.rsa, nil, with(okta, "exp", now.Add(-30*time.Second).Unix())), ""},
-		{"nbf in the future", sign(t, f.rsa, nil, with(okta, "nbf", now.Add(5*time.Minute).Unix())), ReasonTokenNotYetValid},
-		{"nbf within the skew", sign(t, f.rsa, nil, with(okta, "nbf", now.Add(30*time.Second).Unix())), ""},
-		{"iat in the future", sign(t, f.rsa, nil, with(okta, "iat", now.Add(5*time.Minute).Unix())), ReasonTokenNotYetValid},
-		{"exp missing", sign(t, f.rsa, nil, with(okta, "exp", nil)), ReasonTokenMalformed},
-		{"iat missing", sign(t, f.rsa, nil, with(okta, "iat", nil)), ReasonTokenMalformed},
-		{"exp a string", sign(t, f.rsa, nil, with(okta, "exp", "tomorrow")), ReasonTokenMalformed},
-		{"fractional exp", sign(t, f.rsa, nil, with(okta, "exp", float64(now.Unix())+3600.5)), ""},
+		{"expired", okt("exp", at(-2*time.Minute)), ReasonTokenExpired},
+		{"expired within the skew", okt("exp", at(-30*time.Second)), ""},
+		{"nbf in the future", okt("nbf", at(5*time.Minute)), ReasonTokenNotYetValid},
+		{"nbf within the skew", okt("nbf", at(30*time.Second)), ""},
+		{"iat in the future", okt("iat", at(5*time.Minute)), ReasonTokenNotYetValid},
+		{"exp missing", okt("exp", nil), ReasonTokenMalformed},
+		{"iat missing", okt("iat", nil), ReasonTokenMalformed},
+		{"exp a string", okt("exp", "tomorrow"), ReasonTokenMalformed},
+		{"fractional exp", okt("exp", float64(now.Unix())+3600.5), ""},
 
 		// Issuer.
-		{"iss wrong", sign(t, f.rsa, nil, with(okta, "iss", "https://evil.example/oauth2/default")), ReasonTokenIssuer},
-		{"iss with a trailing slash", sign(t, f.rsa, nil, with(okta, "iss", iss+"/")), ReasonTokenIssuer},
-		{"iss in another case", sign(t, f.rsa, nil, with(okta, "iss", strings.ToUpper(iss))), ReasonTokenIssuer},
-		{"iss missing", sign(t, f.rsa, nil, with(okta, "iss", nil)), ReasonTokenIssuer},
-		{"iss a number", sign(t, f.rsa, nil, with(okta, "iss", 7)), ReasonTokenMalformed},
-		{"other trusted issuer's iss, our key", sign(t, f.rsa, nil, with(okta, "iss", f.other.URL)), ReasonTokenUnknownKey},
+		{"iss wrong", okt("iss", "https://evil.example/oauth2/default"), ReasonTokenIssuer},
+		{"iss with a trailing slash", okt("iss", iss+"/"), ReasonTokenIssuer},
+		{"iss in another case", okt("iss", strings.ToUpper(iss)), ReasonTokenIssuer},
+		{"iss missing", okt("iss", nil), ReasonTokenIssuer},
+		{"iss a number", okt("iss", 7), ReasonTokenMalformed},
+		{"other trusted issuer's iss, our key", okt("iss", f.other.URL), ReasonTokenUnknownKey},
 
 		// Audience.
-		{"aud wrong", sign(t, f.rsa, nil, with(okta, "aud", "api://other")), ReasonTokenAudience},
-		{"aud array without ours", sign(t, f.rsa, nil, with(okta, "aud", []string{"api://a", "api://b"})), ReasonTokenAudience},
-		{"aud array with ours", sign(t, f.rsa, nil, with(okta, "aud", []string{"api://a", oktaAudience})), ""},
-		{"aud missing", sign(t, f.rsa, nil, with(okta, "aud", nil)), ReasonTokenAudience},
-		{"aud a number", sign(t, f.rsa, nil, with(okta, "aud", 1)), ReasonTokenMalformed},
-		{"org server token (aud the org)", sign(t, f.rsa, nil, with(okta, "aud", "https://example.okta.com")), ReasonTokenAudience},
+		{"aud wrong", okt("aud", "api://other"), ReasonTokenAudience},
+		{"aud array without ours", okt("aud", []string{"api://a", "api://b"}), ReasonTokenAudience},
+		{"aud array with ours", okt("aud", []string{"api://a", oktaAudience}), ""},
+		{"aud missing", okt("aud", nil), ReasonTokenAudience},
+		{"aud a number", okt("aud", 1), ReasonTokenMalformed},
+		{"org server token (aud the org)", okt("aud", "https://example.okta.com"), ReasonTokenAudience},
 
 		// Client.
-		{"another client (cid)", sign(t, f.rsa, nil, with(okta, "cid", "0oaOTHER")), ReasonTokenClient},
-		{"another client (client_id)", sign(t, f.rsa, nil, with(rfc9068, "client_id", "other")), ReasonTokenClient},
-		{"another client (azp)", sign(t, f.rsa, nil, with(okta, "cid", nil, "azp", "other")), ReasonTokenClient},
-		{"client claims disagree", sign(t, f.rsa, nil, with(okta, "client_id", "other")), ReasonTokenClient},
-		{"no client claim", sign(t, f.rsa, nil, with(okta, "cid", nil)), ReasonTokenClient},
+		{"another client (cid)", okt("cid", "0oaOTHER"), ReasonTokenClient},
+		{"another client (client_id)",
+			sign(t, f.rsa, nil, with(rfc9068, "client_id", "other")), ReasonTokenClient},
+		{"another client (azp)", okt("cid", nil, "azp", "other"), ReasonTokenClient},
+		{"client claims disagree", okt("client_id", "other"), ReasonTokenClient},
+		{"no client claim", okt("cid", nil), ReasonTokenClient},
 
 		// Kind.
 		{"ID token as access token", sign(t, f.rsa, nil, oktaIDClaims(iss, now)), ReasonTokenType},
-		{"ID token without nonce or at_hash", sign(t, f.rsa, nil, with(oktaIDClaims(iss, now), "nonce", nil, "at_hash", nil)), ReasonTokenAudience},
-		{"typ JWT with nonce", sign(t, f.rsa, map[string]any{"typ": "JWT"}, with(okta, "nonce", "n")), ReasonTokenType},
-		{"no typ with at_hash", sign(t, f.rsa, nil, with(okta, "at_hash", "h")), ReasonTokenType},
-		{"typ JOSE", sign(t, f.rsa, map[string]any{"typ": "JOSE"}, okta), ReasonTokenType},
-		{"typ logout+jwt", sign(t, f.rsa, map[string]any{"typ": "logout+jwt"}, okta), ReasonTokenType},
+		{"ID token without nonce or at_hash", sign(t, f.rsa, nil,
+			with(oktaIDClaims(iss, now), "nonce", nil, "at_hash", nil)), ReasonTokenAudience},
+		{"typ JWT with nonce",
+			sign(t, f.rsa, H{"typ": "JWT"}, with(okta, "nonce", "n")), ReasonTokenType},
+		{"no typ with at_hash", okt("at_hash", "h"), ReasonTokenType},
+		{"typ JOSE", sign(t, f.rsa, H{"typ": "JOSE"}, okta), ReasonTokenType},
+		{"typ logout+jwt", sign(t, f.rsa, H{"typ": "logout+jwt"}, okta), ReasonTokenType},
 
 		// Claims decoding.
-		{"duplicate claim", withPayload(strings.Replace(oktaJSON, `"sub":`, `"sub":"admin","sub":`, 1)), ReasonTokenMalformed},
-		{"duplicate iss", withPayload(strings.Replace(oktaJSON, `"iss":`, `"iss":"https://evil.example","iss":`, 1)), ReasonTokenMalformed},
-		{"escaped duplicate", withPayload(strings.Replace(oktaJSON, `"sub":`, `"s\u0075b":"admin","sub":`, 1)), ReasonTokenMalformed},
-		{"case-variant claims", withPayload(strings.Replace(oktaJSON, `"tier":`, `"Tier":"pro","tier":`, 1)), ReasonTokenMalformed},
-		{"nested duplicate", withPayload(strings.Replace(oktaJSON, `"tier":`, `"x":{"a":1,"a":2},"tier":`, 1)), ReasonTokenMalformed},
-		{"duplicate header alg", withHeader(`{"kid":"okta-rsa-1","alg":"none","alg":"RS256"}`), ReasonTokenMalformed},
+		{"duplicate claim", edit(`"sub":`, `"sub":"admin","sub":`), ReasonTokenMalformed},
+		{"duplicate iss", edit(`"iss":`, `"iss":"https://evil.example","iss":`), ReasonTokenMalformed},
+		{"escaped duplicate", edit(`"sub":`, `"s\u0075b":"admin","sub":`), ReasonTokenMalformed},
+		{"case-variant claims", edit(`"tier":`, `"Tier":"pro","tier":`), ReasonTokenMalformed},
+		{"nested duplicate", edit(`"tier":`, `"x":{"a":1,"a":2},"tier":`), ReasonTokenMalformed},
+		{"duplicate header alg",
+			withHeader(`{"kid":"okta-rsa-1","alg":"none","alg":"RS256"}`), ReasonTokenMalformed},
 		{"payload not an object", withPayload(`["iss"]`), ReasonTokenMalformed},
 		{"payload with trailing data", withPayload(oktaJSON + `{}`), ReasonTokenMalformed},
-		{"payload invalid UTF-8", withPayload(strings.Replace(oktaJSON, `"plus"`, "\"pl\xffus\"", 1)), ReasonTokenMalformed},
-		{"sub missing", sign(t, f.rsa, nil, with(okta, "sub", nil)), ReasonTokenMalformed},
-		{"scp of numbers", sign(t, f.rsa, nil, with(okta, "scp", []int{1})), ReasonTokenMalformed},
+		{"payload invalid UTF-8", edit(`"plus"`, "\"pl\xffus\""), ReasonTokenMalformed},
+		{"sub missing", okt("sub", nil), ReasonTokenMalformed},
+		{"scp of numbers", okt("scp", []int{1}), ReasonTokenMalformed},
 
 		// Size and shape.
 		{"oversized", sign(t, f.rsa, nil, bigClaims), ReasonTokenMalformed},
@@ -230,6 +255,7 @@ func checkErrorText(tb testing.TB, err error, token string) {
 func TestVerifyOktaIdentity(t *testing.T) {
 	f := newOktaFixture(t, nil)
 	now := f.clock.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
 	token := sign(t, f.rsa, nil, oktaAccessClaims(f.okta.URL, now))
 
 	got, err := f.v.Verify(context.Background(), token, "")
@@ -243,13 +269,13 @@ func TestVerifyOktaIdentity(t *testing.T) {
 		ClientID:      oktaClient,
 		Scopes:        []string{"openid", "profile", "email", "groups"},
 		Groups:        []string{"Everyone", "tier-plus"},
-		Expiry:        time.Unix(now.Add(time.Hour).Unix(), 0).UTC(),
+		Expiry:        time.Unix(at(time.Hour), 0).UTC(),
 		Claims: map[string]any{
 			"ver": json.Number("1"), "jti": "AT.x1y2z3", "iss": f.okta.URL,
 			"aud": oktaAudience, "sub": oktaLogin,
 			"iat":       json.Number(itoa(now.Unix())),
-			"exp":       json.Number(itoa(now.Add(time.Hour).Unix())),
-			"auth_time": json.Number(itoa(now.Add(-10 * time.Minute).Unix())),
+			"exp":       json.Number(itoa(at(time.Hour))),
+			"auth_time": json.Number(itoa(at(-10 * time.Minute))),
 			"cid":       oktaClient, "uid": oktaUID,
 			"scp":    []any{"openid", "profile", "email", "groups"},
 			"groups": []any{"Everyone", "tier-plus"},
@@ -266,12 +292,13 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func TestVerifyRFC9068Scopes(t *testing.T) {
 	f := newOktaFixture(t, nil)
 	now := f.clock.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
 	claims := map[string]any{
 		"iss": f.okta.URL, "aud": oktaAudience, "sub": "svc", "client_id": oktaClient,
-		"scope": "read  write", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+		"scope": "read  write", "iat": now.Unix(), "exp": at(time.Minute),
 		"groups": []any{"a", 1},
 	}
-	id, err := f.v.Verify(context.Background(), sign(t, f.rsa, map[string]any{"typ": "at+jwt"}, claims), "")
+	id, err := f.v.Verify(context.Background(), sign(t, f.rsa, H{"typ": "at+jwt"}, claims), "")
 	if err != nil {
 		t.Fatalf("Verify = %v", err)
 	}
@@ -299,7 +326,7 @@ func TestRequireATJWT(t *testing.T) {
 		{"application/at+jwt", ""},
 	}
 	for _, tt := range tests {
-		header := map[string]any{"typ": tt.typ}
+		header := H{"typ": tt.typ}
 		_, err := f.v.Verify(context.Background(), sign(t, f.rsa, header, claims), "")
 		if got := reasonOf(err); got != tt.want {
 			t.Errorf("Verify(typ %v) with RequireATJWT = %q, want %q", tt.typ, got, tt.want)
@@ -323,9 +350,13 @@ func TestAnyClientWhenNoneConfigured(t *testing.T) {
 func TestVerifyIDToken(t *testing.T) {
 	f := newOktaFixture(t, nil)
 	now := f.clock.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
 	iss := f.okta.URL
 	access := sign(t, f.rsa, nil, oktaAccessClaims(iss, now))
 	idc := oktaIDClaims(iss, now)
+	idt := func(kv ...any) string { return sign(t, f.rsa, nil, with(idc, kv...)) }
+	const mismatch = ReasonIDTokenMismatch
+	several := []string{oktaClient, "x"}
 
 	tests := []struct {
 		name    string
@@ -335,19 +366,22 @@ func TestVerifyIDToken(t *testing.T) {
 	}{
 		{"bound by uid", sign(t, f.rsa, nil, idc), "", ""},
 		{"bound by sub", sign(t, f.rsa, nil, with(idc, "sub", oktaLogin)), "", ""},
-		{"typ JWT", sign(t, f.rsa, map[string]any{"typ": "JWT"}, idc), "", ""},
-		{"another user", sign(t, f.rsa, nil, with(idc, "sub", "00uSOMEONEELSE")), ReasonIDTokenMismatch, ReasonIDTokenMismatch},
-		{"another client", sign(t, f.rsa, nil, with(idc, "aud", "0oaOTHER")), ReasonIDTokenMismatch, ReasonTokenAudience},
-		{"azp not allowed", sign(t, f.rsa, nil, with(idc, "aud", []string{oktaClient, "x"}, "azp", "x")), ReasonIDTokenMismatch, ReasonTokenClient},
-		{"several aud, no azp", sign(t, f.rsa, nil, with(idc, "aud", []string{oktaClient, "x"})), ReasonIDTokenMismatch, ReasonTokenClient},
-		{"the API audience", sign(t, f.rsa, nil, with(idc, "aud", oktaAudience)), ReasonIDTokenMismatch, ReasonTokenAudience},
-		{"expired", sign(t, f.rsa, nil, with(idc, "exp", now.Add(-time.Hour).Unix())), ReasonIDTokenMismatch, ReasonTokenExpired},
-		{"another issuer", sign(t, f.otherK, nil, with(idc, "iss", f.other.URL)), ReasonIDTokenMismatch, ReasonTokenIssuer},
-		{"bad signature", sign(t, testKey{"okta-rsa-1", "RS256", f.otherK.priv}, nil, idc), ReasonIDTokenMismatch, ReasonTokenSignature},
-		{"an access token", sign(t, f.rsa, map[string]any{"typ": "at+jwt"}, idc), ReasonIDTokenMismatch, ReasonTokenType},
+		{"typ JWT", sign(t, f.rsa, H{"typ": "JWT"}, idc), "", ""},
+		{"another user", idt("sub", "00uSOMEONEELSE"), mismatch, ReasonIDTokenMismatch},
+		{"another client", idt("aud", "0oaOTHER"), mismatch, ReasonTokenAudience},
+		{"azp not allowed", idt("aud", several, "azp", "x"), mismatch, ReasonTokenClient},
+		{"several aud, no azp", idt("aud", several), mismatch, ReasonTokenClient},
+		{"the API audience", idt("aud", oktaAudience), mismatch, ReasonTokenAudience},
+		{"expired", idt("exp", at(-time.Hour)), mismatch, ReasonTokenExpired},
+		{"another issuer", sign(t, f.otherK, nil, with(idc, "iss", f.other.URL)),
+			mismatch, ReasonTokenIssuer},
+		{"bad signature", sign(t, testKey{"okta-rsa-1", "RS256", f.otherK.priv}, nil, idc),
+			mismatch, ReasonTokenSignature},
+		{"an access token", sign(t, f.rsa, H{"typ": "at+jwt"}, idc), mismatch, ReasonTokenType},
 		{"duplicate claims", signRaw(t, "RS256", f.rsa.priv, `{"kid":"okta-rsa-1","alg":"RS256"}`,
-			strings.Replace(mustJSON(t, idc), `"sub":`, `"sub":"x","sub":`, 1)), ReasonIDTokenMismatch, ReasonTokenMalformed},
-		{"not a JWT", "not-a-jwt", ReasonIDTokenMismatch, ReasonTokenMalformed},
+			strings.Replace(mustJSON(t, idc), `"sub":`, `"sub":"x","sub":`, 1)),
+			mismatch, ReasonTokenMalformed},
+		{"not a JWT", "not-a-jwt", mismatch, ReasonTokenMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
