@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/tierguard/tierguard/server"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+// fileConfig is the YAML config file. Durations are Go duration strings
+// ("60s", "1h"). Unknown keys are an error, so a typo never silently
+// drops a setting.
+type fileConfig struct {
+	Addr        string             `json:"addr"`
+	Policies    string             `json:"policies"`
+	App         string             `json:"app"`
+	CORSOrigins []string           `json:"cors_origins"`
+	DecisionTTL string             `json:"decision_ttl"`
+	Issuers     []fileIssuer       `json:"issuers"`
+	PEPClients  []server.PEPClient `json:"pep_clients"`
+}
+
+type fileIssuer struct {
+	Issuer       string   `json:"issuer"`
+	Audience     string   `json:"audience"`
+	ClientIDs    []string `json:"client_ids"`
+	Algorithms   []string `json:"algorithms"`
+	ClockSkew    string   `json:"clock_skew"`
+	RequireATJWT bool     `json:"require_at_jwt"`
+	MaxKeyAge    string   `json:"max_key_age"`
+}
+
+func readConfigFile(path string) (fileConfig, error) {
+	var fc fileConfig
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fc, fmt.Errorf("reading config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(raw, &fc); err != nil {
+		return fc, fmt.Errorf("config %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+func (fi fileIssuer) toConfig(i int) (identity.IssuerConfig, error) {
+	c := identity.IssuerConfig{
+		Issuer: fi.Issuer, Audience: fi.Audience, ClientIDs: fi.ClientIDs,
+		Algorithms: fi.Algorithms, RequireATJWT: fi.RequireATJWT,
+	}
+	var err error
+	if c.ClockSkew, err = optionalDuration(fi.ClockSkew); err != nil {
+		return c, fmt.Errorf("issuers[%d].clock_skew: %w", i, err)
+	}
+	if c.MaxKeyAge, err = optionalDuration(fi.MaxKeyAge); err != nil {
+		return c, fmt.Errorf("issuers[%d].max_key_age: %w", i, err)
+	}
+	return c, nil
+}
+
+func optionalDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d <= 0 {
+		return 0, errors.New("must be positive")
+	}
+	return d, nil
+}
+
+// isLoopback reports whether addr (host:port) can only be reached from
+// this machine. Dev mode mints tokens for anyone who asks, so it listens
+// nowhere else.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/server"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+type serveOptions struct {
+	addr        string
+	dev         bool
+	policies    string
+	config      string
+	app         string
+	issuer      string
+	audience    string
+	clientIDs   []string
+	corsOrigins []string
+	logLevel    string
+}
+
+func newServeCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the authorization service",
+		Long: `Run the authorization service: the API's enforcement, /authz/check and
+/authz/routes for the browser's route guard, AuthZEN, forward auth and the
+story's demo API.
+
+Every flag has an environment equivalent: --client-id is TIERGUARD_CLIENT_ID
+(lists comma-separated). A flag on the command line wins over the
+environment, which wins over the --config file.
+
+  tierguard serve --dev                      no Okta needed: a dev issuer on loopback
+  tierguard serve --issuer https://example.okta.com/oauth2/default \
+                  --audience api://default --client-id 0oa1b2c3d4SPAclient`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return runServe(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.addr, "addr", "", `address to listen on (default "127.0.0.1:8080")`)
+	f.BoolVar(&o.dev, "dev", false, "run a dev issuer inside the process (loopback only; mints tokens for anyone who asks)")
+	f.StringVar(&o.policies, "policies", "", "policy directory, watched and reloaded on change (default: the embedded policies)")
+	f.StringVar(&o.config, "config", "", "YAML config file (several issuers, PEP clients, ...)")
+	f.StringVar(&o.app, "app", "", "directory of a built single-page app to serve at / (default in --dev: web/dist/demo/browser when present)")
+	f.StringVar(&o.issuer, "issuer", "", "OIDC issuer URL to trust (discovery at <issuer>/.well-known/openid-configuration)")
+	f.StringVar(&o.audience, "audience", "", "API audience the --issuer's access tokens must carry")
+	f.StringSliceVar(&o.clientIDs, "client-id", nil, "client ID allowed for the --issuer (repeatable)")
+	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "SPA origin allowed to call cross-origin (repeatable)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, o serveOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	fc := fileConfig{}
+	if o.config != "" {
+		var err error
+		if fc, err = readConfigFile(o.config); err != nil {
+			return err
+		}
+	}
+	addr := firstOf(o.addr, fc.Addr, "127.0.0.1:8080")
+	policyDir := firstOf(o.policies, fc.Policies)
+	appDir := firstOf(o.app, fc.App)
+	cors := o.corsOrigins
+	if len(cors) == 0 {
+		cors = fc.CORSOrigins
+	}
+	ttl, err := optionalDuration(fc.DecisionTTL)
+	if err != nil {
+		return fmt.Errorf("config decision_ttl: %w", err)
+	}
+
+	var issuers []identity.IssuerConfig
+	for i, fi := range fc.Issuers {
+		ic, err := fi.toConfig(i)
+		if err != nil {
+			return err
+		}
+		issuers = append(issuers, ic)
+	}
+	if o.issuer != "" {
+		issuers = append(issuers, identity.IssuerConfig{Issuer: o.issuer, Audience: o.audience, ClientIDs: o.clientIDs})
+	} else if o.audience != "" || len(o.clientIDs) > 0 {
+		return errors.New("--audience and --client-id need --issuer")
+	}
+	if len(issuers) == 0 && !o.dev {
+		return errors.New("no issuer to trust: give --issuer and --audience, an issuers list in --config, or run with --dev")
+	}
+	if o.dev && !isLoopback(addr) {
+		return fmt.Errorf("--dev listens only on a loopback address, not %q: its issuer mints tokens for anyone", addr)
+	}
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	engine, err := loadEngine(ctx, policyDir, logger)
+	if err != nil {
+		return err
+	}
+
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer l.Close()
+	base := "http://" + l.Addr().String()
+
+	cfg := server.Config{CORSOrigins: cors, PEPClients: fc.PEPClients, DecisionTTL: ttl}
+	if o.dev {
+		dev, err := identity.NewDevIssuer(base + "/dev")
+		if err != nil {
+			return err
+		}
+		cfg.Dev = dev
+		issuers = append(issuers, dev.IssuerConfig())
+		if appDir == "" {
+			if st, err := os.Stat("web/dist/demo/browser"); err == nil && st.IsDir() {
+				appDir = "web/dist/demo/browser"
+			}
+		}
+	}
+	if appDir != "" {
+		cfg.App = os.DirFS(appDir)
+		if _, err := fs.Stat(cfg.App, "index.html"); err != nil {
+			return fmt.Errorf("--app %s: no index.html: %w", appDir, err)
+		}
+	}
+
+	verifier, err := identity.NewVerifier(issuers, identity.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg, engine, verifier, logger)
+	if err != nil {
+		return err
+	}
+	verifier.Start(ctx)
+
+	logger.Info("serving", slog.String("addr", base), slog.String("revision", engine.Current().ID),
+		slog.Bool("dev", o.dev), slog.Int("issuers", len(issuers)))
+	if o.dev {
+		printDevBanner(cmd, base, appDir != "")
+	}
+	return srv.Serve(ctx, l, 10*time.Second)
+}
+
+// loadEngine starts from the embedded policies, or from dir after it has
+// compiled and passed its own tests.
+func loadEngine(ctx context.Context, dir string, logger *slog.Logger) (*decision.Engine, error) {
+	var p *decision.Policy
+	var err error
+	if dir == "" {
+		p, err = decision.Embedded()
+	} else {
+		p, err = decision.LoadDir(dir)
+		if err == nil {
+			err = p.Test(ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decision.NewEngine(ctx, p, decision.WithLogger(logger))
+}
+
+func printDevBanner(cmd *cobra.Command, base string, app bool) {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "\ntierguard dev mode on %s (dev issuer: %s/dev)\n\n", base, base)
+	fmt.Fprintf(out, "Get a token of any tier (anonymous, free, plus, pro):\n\n")
+	fmt.Fprintf(out, "  TOKEN=$(curl -s -X POST %s/dev/token -H 'Content-Type: application/json' \\\n", base)
+	fmt.Fprintf(out, "    -d '{\"sub\": \"alex@example.com\", \"tier\": \"plus\"}' | jq -r .access_token)\n\n")
+	fmt.Fprintf(out, "  curl -s %s/api/treasure-map -H \"Authorization: Bearer $TOKEN\"\n", base)
+	fmt.Fprintf(out, "  curl -s %s/authz/check -H \"Authorization: Bearer $TOKEN\" \\\n", base)
+	fmt.Fprintf(out, "    -H 'Content-Type: application/json' -d '{\"kind\": \"ui\", \"path\": \"/protected-content\"}'\n\n")
+	if app {
+		fmt.Fprintf(out, "The demo app is at %s/\n\n", base)
+	}
+}
+
+func firstOf(values ...string) string {
+	for _, v := range values {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
+}

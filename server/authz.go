@@ -1,0 +1,404 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+// MaxBatch is the most checks one /authz/check request may carry.
+const MaxBatch = 100
+
+// checkRequest is one check as a client sends it: a concrete path, which
+// the server resolves to a template with Echo's router.
+type checkRequest struct {
+	Kind   string `json:"kind"`
+	Method string `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Type   string `json:"type,omitempty"`
+	Action string `json:"action,omitempty"`
+	ID     string `json:"id,omitempty"`
+	Name   string `json:"name,omitempty"`
+}
+
+// fieldsByKind lists the members each kind accepts; anything else is a
+// client bug worth a 400 rather than a silent guess.
+var fieldsByKind = map[string]map[string]bool{
+	decision.KindAPI:      {"kind": true, "method": true, "path": true},
+	decision.KindUI:       {"kind": true, "path": true},
+	decision.KindResource: {"kind": true, "type": true, "action": true, "id": true},
+	decision.KindFeature:  {"kind": true, "name": true},
+}
+
+type decisionJSON struct {
+	Allow        bool      `json:"allow"`
+	Reason       string    `json:"reason"`
+	RequiredTier *nullable `json:"required_tier"`
+	DecisionID   string    `json:"decision_id"`
+}
+
+type singleResponse struct {
+	decisionJSON
+	Revision  string `json:"revision"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+type batchResponse struct {
+	Revision  string         `json:"revision"`
+	ExpiresAt string         `json:"expires_at"`
+	Decisions []decisionJSON `json:"decisions"`
+}
+
+// check answers POST /authz/check: one check, or {"checks": [...]} as one
+// evaluation. Identity comes only from the caller's token.
+func (s *Server) check(c echo.Context) error {
+	if !isJSON(c.Request()) {
+		return newError(http.StatusUnsupportedMediaType, reasonUnsupportedMedia,
+			"send the check as application/json")
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return err // the body limit's 413 comes through here
+	}
+	reqs, batch, err := parseChecks(body)
+	if err != nil {
+		return err
+	}
+
+	rev := revisionOf(c)
+	resolver := s.resolver(rev)
+	checks := make([]decision.Check, len(reqs))
+	for i, r := range reqs {
+		checks[i] = toCheck(resolver, r)
+	}
+
+	id := identityOf(c)
+	decisions, ids := s.decideBatch(c, rev, id, checks)
+	expires := s.expiresAt(id)
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+
+	if !batch {
+		return c.JSON(http.StatusOK, singleResponse{
+			decisionJSON: toJSON(decisions[0], ids[0]),
+			Revision:     rev.ID, ExpiresAt: expires,
+		})
+	}
+	out := batchResponse{Revision: rev.ID, ExpiresAt: expires, Decisions: make([]decisionJSON, len(decisions))}
+	for i, d := range decisions {
+		out.Decisions[i] = toJSON(d, ids[i])
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func toJSON(d decision.Decision, id string) decisionJSON {
+	return decisionJSON{Allow: d.Allow, Reason: d.Reason, RequiredTier: tierOf(d.RequiredTier), DecisionID: id}
+}
+
+// toCheck resolves a request's path to the template Echo would route it
+// to. An unresolvable path keeps an empty template: the policy knows no
+// such route and denies it as route_unknown.
+func toCheck(r *Resolver, req checkRequest) decision.Check {
+	c := decision.Check{Kind: req.Kind, Method: req.Method, Path: req.Path,
+		Type: req.Type, Action: req.Action, ID: req.ID, Name: req.Name}
+	switch req.Kind {
+	case decision.KindAPI:
+		c.Template = r.API(req.Method, req.Path)
+	case decision.KindUI:
+		c.Template = r.UI(req.Path)
+	}
+	return c
+}
+
+// decideBatch decides checks in one evaluation, with a decision id each.
+func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, id identity.Identity,
+	checks []decision.Check) ([]decision.Decision, []string) {
+	start := time.Now()
+	ds := rev.DecideBatch(c.Request().Context(), subjectOf(id), id.Profile, checks)
+	elapsed := time.Since(start)
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = newDecisionID()
+		s.metrics.observe(checks[i], d, elapsed/time.Duration(len(ds)))
+	}
+	return ds, ids
+}
+
+// expiresAt is when a client should ask again: the decision TTL, but
+// never past the token's own expiry.
+func (s *Server) expiresAt(id identity.Identity) string {
+	t := s.cfg.Now().Add(s.cfg.DecisionTTL)
+	if id.Authenticated && !id.Expiry.IsZero() && id.Expiry.Before(t) {
+		t = id.Expiry
+	}
+	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+func isJSON(r *http.Request) bool {
+	ct := r.Header.Get(echo.HeaderContentType)
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), echo.MIMEApplicationJSON)
+}
+
+// parseChecks reads one check or a batch, strictly: a malformed check
+// fails the whole request and names the field (checks[3].kind).
+func parseChecks(body []byte) ([]checkRequest, bool, error) {
+	var top map[string]json.RawMessage
+	if err := strictUnmarshal(body, &top); err != nil || top == nil {
+		return nil, false, newError(http.StatusBadRequest, reasonInvalidRequest,
+			"the body is not a JSON object")
+	}
+	raw, isBatch := top["checks"]
+	if !isBatch {
+		c, err := parseCheck(top, "")
+		if err != nil {
+			return nil, false, err
+		}
+		return []checkRequest{c}, false, nil
+	}
+	for k := range top {
+		if k != "checks" {
+			return nil, true, badField(k, "a batch holds only checks")
+		}
+	}
+
+	var items []map[string]json.RawMessage
+	if err := strictUnmarshal(raw, &items); err != nil {
+		return nil, true, badField("checks", "must be an array of check objects")
+	}
+	if len(items) == 0 {
+		return nil, true, badField("checks", "must hold at least one check")
+	}
+	if len(items) > MaxBatch {
+		e := newError(http.StatusBadRequest, reasonBatchTooLarge,
+			fmt.Sprintf("a batch holds at most %d checks", MaxBatch))
+		e.Field = "checks"
+		return nil, true, e
+	}
+	out := make([]checkRequest, len(items))
+	for i, item := range items {
+		if item == nil {
+			return nil, true, badField(fmt.Sprintf("checks[%d]", i), "must be an object")
+		}
+		c, err := parseCheck(item, fmt.Sprintf("checks[%d].", i))
+		if err != nil {
+			return nil, true, err
+		}
+		out[i] = c
+	}
+	return out, true, nil
+}
+
+func parseCheck(m map[string]json.RawMessage, prefix string) (checkRequest, error) {
+	str := func(name string) (string, error) {
+		raw, ok := m[name]
+		if !ok {
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", badField(prefix+name, "must be a string")
+		}
+		if len(s) > MaxPathLen {
+			return "", badField(prefix+name, "is too long")
+		}
+		return s, nil
+	}
+	var c checkRequest
+	var err error
+	if c.Kind, err = str("kind"); err != nil {
+		return c, err
+	}
+	allowed, ok := fieldsByKind[c.Kind]
+	if !ok {
+		return c, badField(prefix+"kind", "must be one of api, ui, resource, feature")
+	}
+	for name := range m {
+		if !allowed[name] {
+			return c, badField(prefix+name, "is not a member of a "+c.Kind+" check")
+		}
+	}
+	fields := []struct {
+		name string
+		dst  *string
+	}{{"method", &c.Method}, {"path", &c.Path}, {"type", &c.Type},
+		{"action", &c.Action}, {"id", &c.ID}, {"name", &c.Name}}
+	for _, f := range fields {
+		if *f.dst, err = str(f.name); err != nil {
+			return c, err
+		}
+	}
+
+	require := func(name, value string) error {
+		if value == "" {
+			return badField(prefix+name, "is required")
+		}
+		return nil
+	}
+	switch c.Kind {
+	case decision.KindAPI:
+		if err := require("method", c.Method); err != nil {
+			return c, err
+		}
+		if !validMethod(c.Method) {
+			return c, badField(prefix+"method", "must be an HTTP method in upper case")
+		}
+		return c, checkPath(prefix, c.Path)
+	case decision.KindUI:
+		return c, checkPath(prefix, c.Path)
+	case decision.KindResource:
+		if err := require("type", c.Type); err != nil {
+			return c, err
+		}
+		return c, require("action", c.Action)
+	default:
+		return c, require("name", c.Name)
+	}
+}
+
+func checkPath(prefix, p string) error {
+	if p == "" {
+		return badField(prefix+"path", "is required")
+	}
+	if !strings.HasPrefix(p, "/") {
+		return badField(prefix+"path", "must be an absolute path starting with /")
+	}
+	return nil
+}
+
+func validMethod(m string) bool {
+	if len(m) > 16 {
+		return false
+	}
+	for _, r := range m {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// strictUnmarshal refuses trailing data after the value.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// routeEntry and the route map are GET /authz/routes, the guard's view of
+// every page and feature for the caller.
+type routeEntry struct {
+	Allow        bool      `json:"allow"`
+	Reason       string    `json:"reason"`
+	RequiredTier *nullable `json:"required_tier"`
+	Requires     []string  `json:"requires"`
+}
+
+type featureEntry struct {
+	Allow        bool      `json:"allow"`
+	Reason       string    `json:"reason"`
+	RequiredTier *nullable `json:"required_tier"`
+}
+
+type routeMap struct {
+	Tier      string                  `json:"tier"`
+	Revision  string                  `json:"revision"`
+	ExpiresAt string                  `json:"expires_at,omitempty"`
+	Routes    map[string]routeEntry   `json:"routes"`
+	Features  map[string]featureEntry `json:"features"`
+}
+
+func (s *Server) routeMap(c echo.Context) error {
+	rev := revisionOf(c)
+	tables := rev.Tables()
+	checks := make([]decision.Check, 0, len(tables.UIRoutes)+len(tables.Features))
+	for _, page := range tables.UIRoutes {
+		checks = append(checks, decision.Check{Kind: decision.KindUI, Template: page.Template, Path: page.Template})
+	}
+	for _, name := range tables.Features {
+		checks = append(checks, decision.Check{Kind: decision.KindFeature, Name: name})
+	}
+
+	id := identityOf(c)
+	decisions, _ := s.decideBatch(c, rev, id, checks)
+	m := routeMap{
+		Tier: tierFrom(decisions, id), Revision: rev.ID,
+		Routes:   make(map[string]routeEntry, len(tables.UIRoutes)),
+		Features: make(map[string]featureEntry, len(tables.Features)),
+	}
+	for i, page := range tables.UIRoutes {
+		d := decisions[i]
+		requires := page.Requires
+		if requires == nil {
+			requires = []string{}
+		}
+		m.Routes[page.Template] = routeEntry{Allow: d.Allow, Reason: d.Reason,
+			RequiredTier: tierOf(d.RequiredTier), Requires: requires}
+	}
+	for i, name := range tables.Features {
+		d := decisions[len(tables.UIRoutes)+i]
+		m.Features[name] = featureEntry{Allow: d.Allow, Reason: d.Reason, RequiredTier: tierOf(d.RequiredTier)}
+	}
+
+	// The ETag covers everything but expires_at, which moves every call.
+	stable, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(stable)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+
+	h := c.Response().Header()
+	h.Set(headerETag, etag)
+	h.Set(echo.HeaderCacheControl, "private, no-cache")
+	h.Set("Vary", "Authorization, X-ID-Token")
+	if etagMatches(c.Request().Header.Get(headerIfNoneMatch), etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	m.ExpiresAt = s.expiresAt(id)
+	return c.JSON(http.StatusOK, m)
+}
+
+// tierFrom reads the caller's tier off any decision: the policy computes
+// it, Go never does.
+func tierFrom(ds []decision.Decision, id identity.Identity) string {
+	for _, d := range ds {
+		if d.Tier != "" {
+			return d.Tier
+		}
+	}
+	if !id.Authenticated {
+		return "anonymous"
+	}
+	return ""
+}
+
+// etagMatches implements If-None-Match's weak comparison (RFC 9110
+// 13.1.2): a W/ prefix does not stop a match, and * matches anything.
+func etagMatches(header, etag string) bool {
+	for _, candidate := range strings.Split(header, ",") {
+		candidate = strings.TrimPrefix(strings.TrimSpace(candidate), "W/")
+		if candidate == "*" || candidate == etag {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+func (s *Server) live(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusOK, map[string]string{"status": "live"})
+}
+
+type readiness struct {
+	Ready   bool                    `json:"ready"`
+	Missing []string                `json:"missing,omitempty"`
+	Issuers []identity.IssuerStatus `json:"issuers"`
+	Policy  decision.UpdateStatus   `json:"policy"`
+}
+
+// ready is true only with keys for every issuer and a policy loaded; its
+// body says what is missing. Details are fixed phrases, never secrets.
+func (s *Server) ready(c echo.Context) error {
+	r := readiness{Ready: true, Issuers: s.verifier.Status(), Policy: s.engine.Status()}
+	for _, is := range r.Issuers {
+		if !is.Ready {
+			r.Ready = false
+			r.Missing = append(r.Missing, "keys for issuer "+is.Issuer)
+		}
+	}
+	if r.Policy.Revision == "" {
+		r.Ready = false
+		r.Missing = append(r.Missing, "a policy")
+	}
+	status := http.StatusOK
+	if !r.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(status, r)
+}

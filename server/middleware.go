@@ -1,0 +1,188 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+// Response headers of the contract.
+const (
+	headerRevision     = "Tierguard-Revision"
+	headerReason       = "Tierguard-Reason"
+	headerRequiredTier = "Tierguard-Required-Tier"
+	headerDecisionID   = "Tierguard-Decision-Id"
+
+	headerETag        = "ETag"
+	headerIfNoneMatch = "If-None-Match"
+)
+
+const (
+	keyRevision = "tierguard.revision"
+	keyIdentity = "tierguard.identity"
+)
+
+// revisionHeader pins one policy revision for the whole request and names
+// it in Tierguard-Revision, so a client that sees it change knows to
+// reload its route map.
+func (s *Server) revisionHeader(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rev := s.engine.Current()
+		c.Set(keyRevision, rev)
+		c.Response().Header().Set(headerRevision, rev.ID)
+		return next(c)
+	}
+}
+
+func revisionOf(c echo.Context) *decision.Revision {
+	return c.Get(keyRevision).(*decision.Revision)
+}
+
+// authenticate verifies the caller's tokens. No Authorization header is
+// the anonymous identity; a bad one is an error on every route, never a
+// silent downgrade to anonymous.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := s.identify(c.Request())
+		if err != nil {
+			return err
+		}
+		c.Set(keyIdentity, id)
+		return next(c)
+	}
+}
+
+func (s *Server) identify(r *http.Request) (identity.Identity, error) {
+	access, err := identity.BearerToken(r.Header)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	idToken, err := identity.IDTokenHeader(r.Header)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if access == "" && idToken == "" {
+		return identity.Anonymous(), nil
+	}
+	return s.verifier.Verify(r.Context(), access, idToken)
+}
+
+func identityOf(c echo.Context) identity.Identity {
+	id, _ := c.Get(keyIdentity).(identity.Identity)
+	return id
+}
+
+// subjectOf is the one place a verified identity becomes policy input.
+func subjectOf(id identity.Identity) decision.Subject {
+	if !id.Authenticated {
+		return decision.Subject{}
+	}
+	return decision.Subject{
+		Authenticated: true,
+		Issuer:        id.Issuer,
+		Subject:       id.Subject,
+		ClientID:      id.ClientID,
+		Scopes:        id.Scopes,
+		Groups:        id.Groups,
+		Claims:        id.Claims,
+	}
+}
+
+// enforce asks the policy about the route Echo matched, before the handler
+// runs. The handler runs only on an allow.
+func (s *Server) enforce(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		template := c.Path()
+		if !s.registered[c.Request().Method+" "+template] {
+			return next(c) // no route: Echo's 404 or 405, after authentication
+		}
+		id := identityOf(c)
+		check := decision.Check{
+			Kind: decision.KindAPI, Method: c.Request().Method,
+			Template: template, Path: c.Request().URL.Path,
+		}
+		d, decisionID := s.decide(c, id, check)
+		if d.Allow {
+			return next(c)
+		}
+		return denial(d, decisionID, !id.Authenticated)
+	}
+}
+
+// decide evaluates one check on the request's revision, with a decision
+// id, metrics and the decision log.
+func (s *Server) decide(c echo.Context, id identity.Identity, check decision.Check) (decision.Decision, string) {
+	start := time.Now()
+	d := revisionOf(c).Decide(c.Request().Context(), decision.Input{
+		Subject: subjectOf(id), Profile: id.Profile, Check: check,
+	})
+	decisionID := newDecisionID()
+	s.metrics.observe(check, d, time.Since(start))
+	return d, decisionID
+}
+
+// denial turns a deny into the API's error: 401 when a token would help
+// and none was sent, else 403, both naming the reason and the tier.
+func denial(d decision.Decision, decisionID string, anonymous bool) error {
+	status := http.StatusForbidden
+	e := newError(status, d.Reason, "")
+	if anonymous && d.Reason == reasonUnauthenticated {
+		e.Status = http.StatusUnauthorized
+		e.Detail = "sign in to reach this route"
+		e.headers = append(e.headers, [2]string{echo.HeaderWWWAuthenticate, `Bearer realm="tierguard"`})
+	} else if d.Reason == decision.ReasonTierRequired {
+		e.Detail = "this route needs a higher tier"
+	}
+	e.RequiredTier = tierOf(d.RequiredTier)
+	e.DecisionID = decisionID
+	e.headers = append(e.headers, [2]string{headerDecisionID, decisionID})
+	return e
+}
+
+// noStore keeps API data and decisions out of every cache.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+		return next(c)
+	}
+}
+
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set(echo.HeaderXContentTypeOptions, "nosniff")
+		h.Set(echo.HeaderXFrameOptions, "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		return next(c)
+	}
+}
+
+// accessLog writes one JSON line per request through slog. It logs the
+// path without the query string and no request headers at all, so no
+// token can reach the log even when a client misplaces one.
+func (s *Server) accessLog() echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogMethod: true, LogURIPath: true, LogRoutePath: true,
+		LogLatency: true, LogRequestID: true, LogRemoteIP: true, LogResponseSize: true,
+		HandleError: false,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			s.logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+				slog.String("method", v.Method),
+				slog.String("path", v.URIPath),
+				slog.String("route", v.RoutePath),
+				slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency),
+				slog.Int64("bytes", v.ResponseSize),
+				slog.String("request_id", v.RequestID),
+				slog.String("remote_ip", v.RemoteIP),
+			)
+			return nil
+		},
+	})
+}
