@@ -162,6 +162,14 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 		return err
 	}
 	verifier.Start(ctx)
+	if policyDir != "" {
+		go func() {
+			if err := decision.WatchDir(ctx, engine, policyDir, logger); err != nil {
+				logger.Error("policy directory watch stopped; the last good policy keeps serving",
+					slog.String("dir", policyDir), slog.Any("error", err))
+			}
+		}()
+	}
 
 	logger.Info("serving", slog.String("addr", base), slog.String("revision", engine.Current().ID),
 		slog.Bool("dev", o.dev), slog.Int("issuers", len(issuers)))

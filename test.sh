@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: Go (unit, end-to-end, the Rego policy tests through OPA's
+# runner, bounded fuzzing), the OPA CLI's own checks on policies/, and the
+# Angular unit and browser tests where web/ is present. Tests that need a
+# program this machine lacks skip with a reason, except under CI=true.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== policies: opa fmt, check --strict, test --coverage"
+go tool opa fmt --list --fail policies/
+go tool opa check --strict policies/
+go tool opa test --coverage --threshold 95 policies/ >/dev/null
+go tool opa test policies/
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 ./...
+
+if [ -x web/test.sh ]; then
+  echo "== web"
+  web/test.sh
+fi
