@@ -39,7 +39,8 @@ func WatchDir(ctx context.Context, e *Engine, dir string, logger *slog.Logger) e
 	return watchDir(ctx, e, dir, logger, DefaultDebounce)
 }
 
-func watchDir(ctx context.Context, e *Engine, dir string, logger *slog.Logger, debounce time.Duration) error {
+func watchDir(ctx context.Context, e *Engine, dir string, logger *slog.Logger,
+	debounce time.Duration) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

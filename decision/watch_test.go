@@ -19,7 +19,14 @@ import (
 func copyPolicies(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	err := fs.WalkDir(policies.FS, ".", func(path string, d fs.DirEntry, err error) error {
+	if err := copyPoliciesTo(dir); err != nil {
+		t.Fatalf("copying the embedded policies: %v", err)
+	}
+	return dir
+}
+
+func copyPoliciesTo(dir string) error {
+	return fs.WalkDir(policies.FS, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -33,10 +40,6 @@ func copyPolicies(t testing.TB) string {
 		}
 		return os.WriteFile(target, raw, 0o644)
 	})
-	if err != nil {
-		t.Fatalf("copying the embedded policies: %v", err)
-	}
-	return dir
 }
 
 // editFile replaces old with new in the file at path, failing the test if
@@ -70,10 +73,20 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 func tierSubject(tier string) Subject {
-	return Subject{Authenticated: true, Subject: tier + "@example.com", Claims: map[string]any{"tier": tier}}
+	claims := map[string]any{"tier": tier}
+	return Subject{Authenticated: true, Subject: tier + "@example.com", Claims: claims}
 }
 
 var treasureRead = Check{Kind: KindResource, Type: "treasure-map", Action: "read"}
+
+// The line of authz_test.rego that pins who may read the treasure map,
+// before and after it moves up to pro.
+const (
+	treasureTestPlus = `"treasure-map read": ` +
+		`["unauthenticated:plus", "tier_required:plus", "allowed", "allowed"]`
+	treasureTestPro = `"treasure-map read": ` +
+		`["unauthenticated:pro", "tier_required:pro", "tier_required:pro", "allowed"]`
+)
 
 // startWatch runs WatchDir on dir for the length of the test and checks
 // that it returns nil once its context ends.
@@ -118,8 +131,7 @@ func TestWatchDir(t *testing.T) {
 	editFile(t, filepath.Join(dir, "tierguard", "data.json"),
 		`"treasure-map": {"read": "plus"}`, `"treasure-map": {"read": "pro"}`)
 	editFile(t, filepath.Join(dir, "tierguard", "authz", "authz_test.rego"),
-		`"treasure-map read": ["unauthenticated:plus", "tier_required:plus", "allowed", "allowed"]`,
-		`"treasure-map read": ["unauthenticated:pro", "tier_required:pro", "tier_required:pro", "allowed"]`)
+		treasureTestPlus, treasureTestPro)
 	eventually(t, 20*time.Second, "the data change to be served", func() bool {
 		return e.Current().ID != first && e.Status().LastError == ""
 	})
@@ -192,7 +204,8 @@ func TestWatchDir(t *testing.T) {
 		return e.Current().ID != good
 	})
 	third := e.Current().ID
-	if err := os.WriteFile(filepath.Join(extra, "extra.rego"), []byte(src+"\nmore := 3\n"), 0o644); err != nil {
+	src += "\nmore := 3\n"
+	if err := os.WriteFile(filepath.Join(extra, "extra.rego"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "an edit inside the new subdirectory to be served", func() bool {
@@ -216,7 +229,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.done.Store(true) })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type testWriter struct {
