@@ -22,10 +22,11 @@ import (
 // `tierguard serve --dev` wires it: embedded policies, the dev issuer on
 // the same listener, its keys fetched over real HTTP.
 type service struct {
-	base   string
-	dev    *identity.DevIssuer
-	engine *decision.Engine
-	logs   *syncBuffer
+	base     string
+	dev      *identity.DevIssuer
+	engine   *decision.Engine
+	verifier *identity.Verifier
+	logs     *syncBuffer
 }
 
 type syncBuffer struct {
@@ -45,8 +46,30 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startService(t testing.TB, cfg server.Config) *service {
+// serviceOption adjusts what startService wires.
+type serviceOption func(*serviceOptions)
+
+type serviceOptions struct {
+	policy       *decision.Policy
+	extraIssuers []identity.IssuerConfig
+}
+
+func withPolicy(p *decision.Policy) serviceOption {
+	return func(o *serviceOptions) { o.policy = p }
+}
+
+// withIssuer trusts another issuer too; only the dev issuer's keys are
+// awaited at start.
+func withIssuer(c identity.IssuerConfig) serviceOption {
+	return func(o *serviceOptions) { o.extraIssuers = append(o.extraIssuers, c) }
+}
+
+func startService(t testing.TB, cfg server.Config, opts ...serviceOption) *service {
 	t.Helper()
+	var o serviceOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -57,9 +80,11 @@ func startService(t testing.TB, cfg server.Config) *service {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	p, err := decision.Embedded()
-	if err != nil {
-		t.Fatal(err)
+	p := o.policy
+	if p == nil {
+		if p, err = decision.Embedded(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	engine, err := decision.NewEngine(ctx, p, decision.WithLogger(logger))
 	if err != nil {
@@ -70,7 +95,8 @@ func startService(t testing.TB, cfg server.Config) *service {
 		t.Fatal(err)
 	}
 	cfg.Dev = dev
-	verifier, err := identity.NewVerifier([]identity.IssuerConfig{dev.IssuerConfig()}, identity.Options{Logger: logger})
+	issuers := append([]identity.IssuerConfig{dev.IssuerConfig()}, o.extraIssuers...)
+	verifier, err := identity.NewVerifier(issuers, identity.Options{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,15 +114,24 @@ func startService(t testing.TB, cfg server.Config) *service {
 		}
 	})
 
-	s := &service{base: base, dev: dev, engine: engine, logs: logs}
+	s := &service{base: base, dev: dev, engine: engine, logs: logs, verifier: verifier}
 	deadline := time.Now().Add(10 * time.Second)
-	for !verifier.Ready() {
+	for !devReady(verifier, dev) {
 		if time.Now().After(deadline) {
 			t.Fatalf("dev issuer keys not fetched within 10s; logs:\n%s", logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return s
+}
+
+func devReady(v *identity.Verifier, dev *identity.DevIssuer) bool {
+	for _, st := range v.Status() {
+		if st.Issuer == dev.IssuerConfig().Issuer {
+			return st.Ready
+		}
+	}
+	return false
 }
 
 // token mints a dev access token of the given tier over HTTP, as a
