@@ -1,0 +1,588 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/server"
+	"github.com/tierguard/tierguard/server/identity"
+)
+
+// Subjects the AuthZEN tests ask about, and the tier data.subjects (or its
+// absence) gives each. With no entry, an authenticated subject is free.
+const (
+	alice      = "alice@example.com"      // entry: pro
+	paul       = "paul@example.com"       // entry: plus
+	nobody     = "nobody@example.com"     // no entry: free
+	elsewhere  = "elsewhere@example.com"  // entry pinned to another issuer: free here
+	devPinned  = "devpinned@example.com"  // entry pinned to the dev issuer: plus
+	downgraded = "downgraded@example.com" // entry: free, whatever a PEP asserts
+)
+
+// startAuthZEN starts the service with cfg and swaps in the embedded
+// policy with per-subject entries. The dev issuer is the PEP's issuer, and
+// its URL is known only once the listener is up, so the policy is loaded
+// after start.
+func startAuthZEN(t *testing.T, cfg server.Config) (*service, string) {
+	t.Helper()
+	s := startService(t, cfg)
+	subjects := map[string]any{
+		alice:      map[string]any{"tier": "pro"},
+		paul:       map[string]any{"tier": "plus"},
+		elsewhere:  map[string]any{"tier": "pro", "iss": "https://elsewhere.example.com"},
+		devPinned:  map[string]any{"tier": "plus", "iss": s.base + "/dev"},
+		downgraded: map[string]any{"tier": "free"},
+	}
+	if _, err := s.engine.Load(context.Background(), policyWithSubjects(t, subjects)); err != nil {
+		t.Fatal(err)
+	}
+	pep, err := s.dev.Mint(identity.TokenRequest{Sub: "gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, pep.AccessToken
+}
+
+func policyWithSubjects(t testing.TB, subjects map[string]any) *decision.Policy {
+	t.Helper()
+	data, err := readPolicyFile("tierguard/data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["subjects"] = subjects
+	module, err := readPolicyFile("tierguard/authz/authz.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := decision.LoadFS(fstest.MapFS{
+		"tierguard/data.json":        {Data: []byte(mustJSON(doc))},
+		"tierguard/authz/authz.rego": {Data: module},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// azPost posts a raw body with a token and optional header pairs.
+func (s *service) azPost(t testing.TB, path, token, body string, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	if len(raw) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			t.Fatalf("POST %s: body is not JSON: %v\n%s", path, err, raw)
+		}
+	}
+	return r
+}
+
+func user(id string) map[string]any { return map[string]any{"type": "user", "id": id} }
+
+func act(name string) map[string]any { return map[string]any{"name": name} }
+
+func res(typ, id string) map[string]any { return map[string]any{"type": typ, "id": id} }
+
+func eval(subject, action, resource map[string]any) map[string]any {
+	return map[string]any{"subject": subject, "action": action, "resource": resource}
+}
+
+// verdict is what the tests compare: the decision and its reason codes,
+// without the ids that change on every call.
+type verdict struct {
+	Decision     bool
+	Reason       string
+	RequiredTier any
+}
+
+func verdictOf(t testing.TB, m map[string]any) verdict {
+	t.Helper()
+	ctx, ok := m["context"].(map[string]any)
+	if !ok {
+		t.Fatalf("evaluation without a context object: %v", m)
+	}
+	d, _ := m["decision"].(bool)
+	reason, _ := ctx["reason"].(string)
+	return verdict{Decision: d, Reason: reason, RequiredTier: ctx["required_tier"]}
+}
+
+var (
+	allowed    = verdict{true, "allowed", nil}
+	needsPlus  = verdict{false, "tier_required", "plus"}
+	needsPro   = verdict{false, "tier_required", "pro"}
+	routeUnkn  = verdict{false, "route_unknown", nil}
+	featUnkn   = verdict{false, "feature_unknown", nil}
+	resourceUn = verdict{false, "resource_unknown", nil}
+)
+
+// TestAuthZENEvaluation asks about every resource type for subjects whose
+// tier comes from data.subjects; the wanted answers are read off
+// policies/tierguard/data.json.
+func TestAuthZENEvaluation(t *testing.T) {
+	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	rev := s.engine.Current().ID
+
+	tests := []struct {
+		name    string
+		subject string
+		action  string
+		typ, id string
+		want    verdict
+	}{
+		{"pro entry reaches the treasure map", alice, "GET", "route", "/api/treasure-map", allowed},
+		{"plus entry is refused admin", paul, "GET", "route", "/api/admin", needsPro},
+		{"no entry is free: a video by id", nobody, "GET", "route", "/api/videos/42", allowed},
+		{"no entry is free: no treasure map", nobody, "GET", "route", "/api/treasure-map", needsPlus},
+		{"query strings do not route", nobody, "GET", "route", "/api/videos/42?x=1", allowed},
+		{"method picks the route", paul, "POST", "route", "/api/playlists", allowed},
+		{"free may not delete a playlist", nobody, "DELETE", "route", "/api/playlists/7", needsPlus},
+		{"unknown route", alice, "GET", "route", "/api/nope", routeUnkn},
+		{"unknown method on a known path", alice, "PATCH", "route", "/api/profile", routeUnkn},
+		{"plus opens the protected page", paul, "view", "ui_route", "/protected-content", allowed},
+		{"free does not", nobody, "view", "ui_route", "/protected-content", needsPlus},
+		{"admin page needs pro", paul, "view", "ui_route", "/admin", needsPro},
+		{"page template resolves", nobody, "view", "ui_route", "/videos/42", allowed},
+		{"unknown page", alice, "view", "ui_route", "/nowhere", routeUnkn},
+		{"pro has 4k", alice, "use", "feature", "4k", allowed},
+		{"plus lacks 4k", paul, "use", "feature", "4k", needsPro},
+		{"free lacks hd", nobody, "use", "feature", "hd", needsPlus},
+		{"unknown feature", alice, "use", "feature", "teleport", featUnkn},
+		{"plus reads the map resource", paul, "read", "treasure-map", "the-map", allowed},
+		{"free does not", nobody, "read", "treasure-map", "the-map", needsPlus},
+		{"report export needs pro", paul, "export", "report", "q3", needsPro},
+		{"video download needs pro", nobody, "download", "video", "42", needsPro},
+		{"unknown resource type", alice, "read", "spaceship", "1", resourceUn},
+		{"unknown action on a known type", alice, "burn", "treasure-map", "the-map", resourceUn},
+		{"entry pinned to another issuer does not apply", elsewhere, "use", "feature", "4k", needsPro},
+		{"entry pinned to the PEP's issuer applies", devPinned, "use", "feature", "hd", allowed},
+		{"pinned plus still lacks 4k", devPinned, "use", "feature", "4k", needsPro},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := eval(user(tt.subject), act(tt.action), res(tt.typ, tt.id))
+			r := s.azPost(t, "/access/v1/evaluation", pep, mustJSON(body))
+			if r.status != 200 {
+				t.Fatalf("evaluation %s = %d %s, want 200", mustJSON(body), r.status, r.raw)
+			}
+			if got := verdictOf(t, r.body); got != tt.want {
+				t.Errorf("evaluation %s = %+v, want %+v", mustJSON(body), got, tt.want)
+			}
+			ctx := r.body["context"].(map[string]any)
+			if id, _ := ctx["decision_id"].(string); len(id) != 36 {
+				t.Errorf("decision_id = %v, want a UUID", ctx["decision_id"])
+			}
+			if ctx["revision"] != rev {
+				t.Errorf("context.revision = %v, want %s", ctx["revision"], rev)
+			}
+		})
+	}
+}
+
+// TestAuthZENHeaders checks what every /access answer carries: the
+// revision, no-store, and the PEP's X-Request-ID echoed back.
+func TestAuthZENHeaders(t *testing.T) {
+	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/admin")))
+	for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
+		r := s.azPost(t, path, pep, body, "X-Request-ID", "bfe9eb29-ab87-4ca3-be83-a1d5d8305716")
+		if r.status != 200 || r.body["decision"] != true {
+			t.Fatalf("POST %s = %d %s, want 200 and decision true", path, r.status, r.raw)
+		}
+		want := map[string]string{
+			"Tierguard-Revision": s.engine.Current().ID,
+			"Cache-Control":      "no-store",
+			"X-Request-Id":       "bfe9eb29-ab87-4ca3-be83-a1d5d8305716",
+			"Content-Type":       "application/json",
+		}
+		for h, v := range want {
+			if got := r.header.Get(h); got != v {
+				t.Errorf("POST %s: %s = %q, want %q", path, h, got, v)
+			}
+		}
+	}
+}
+
+func TestAuthZENMetadata(t *testing.T) {
+	s := startService(t, server.Config{})
+	r := s.do(t, "GET", "/.well-known/authzen-configuration", "", nil)
+	if r.status != 200 {
+		t.Fatalf("GET metadata without a token = %d %s, want 200", r.status, r.raw)
+	}
+	want := map[string]any{
+		"policy_decision_point":       s.base,
+		"access_evaluation_endpoint":  s.base + "/access/v1/evaluation",
+		"access_evaluations_endpoint": s.base + "/access/v1/evaluations",
+	}
+	if diff := cmp.Diff(want, r.body); diff != "" {
+		t.Errorf("metadata (-want +got):\n%s", diff)
+	}
+
+	r = s.do(t, "GET", "/.well-known/authzen-configuration", "", nil, "X-Forwarded-Proto", "https")
+	if got := r.body["access_evaluation_endpoint"]; got != "https://"+strings.TrimPrefix(s.base, "http://")+"/access/v1/evaluation" {
+		t.Errorf("behind a TLS proxy, access_evaluation_endpoint = %v, want https", got)
+	}
+}
+
+// TestAuthZENOnlyForPEPs: the caller must bring a token, and its client
+// must be a configured PEP.
+func TestAuthZENOnlyForPEPs(t *testing.T) {
+	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/treasure-map")))
+
+	t.Run("no token", func(t *testing.T) {
+		s, _ := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+		for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
+			r := s.azPost(t, path, "", body)
+			if r.status != 401 || r.body["reason"] != "unauthenticated" {
+				t.Errorf("POST %s without a token = %d %s, want 401 unauthenticated", path, r.status, r.raw)
+			}
+			if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
+				t.Errorf("POST %s: WWW-Authenticate = %q, want a Bearer challenge", path, got)
+			}
+			if got := r.header.Get("Content-Type"); got != "application/problem+json" {
+				t.Errorf("POST %s: Content-Type = %q, want application/problem+json", path, got)
+			}
+		}
+	})
+
+	t.Run("bad token", func(t *testing.T) {
+		s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+		parts := strings.Split(pep, ".")
+		tampered := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+		r := s.azPost(t, "/access/v1/evaluation", tampered, body)
+		if r.status != 401 || r.body["reason"] != "token_signature" {
+			t.Errorf("tampered PEP token = %d %s, want 401 token_signature", r.status, r.raw)
+		}
+	})
+
+	for name, cfg := range map[string]server.Config{
+		"another client is the PEP": {PEPClients: []server.PEPClient{{ClientID: "gateway"}}},
+		"no PEP configured":         {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, token := startAuthZEN(t, cfg)
+			for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
+				r := s.azPost(t, path, token, body)
+				if r.status != 403 || r.body["reason"] != "pep_forbidden" {
+					t.Errorf("POST %s with a non-PEP token = %d %s, want 403 pep_forbidden", path, r.status, r.raw)
+				}
+				if got := r.header.Get("Tierguard-Revision"); got == "" {
+					t.Errorf("POST %s: 403 without Tierguard-Revision", path)
+				}
+			}
+		})
+	}
+}
+
+// TestAuthZENSubjectProperties: properties count only from a PEP trusted
+// to assert them, and even then a per-subject entry has the last word.
+func TestAuthZENSubjectProperties(t *testing.T) {
+	withProps := func(id string, props map[string]any) map[string]any {
+		return map[string]any{"type": "user", "id": id, "properties": props}
+	}
+	proClaim := map[string]any{"tier": "pro", "ip_address": "172.217.22.14"}
+	plusGroup := map[string]any{"groups": []string{"Everyone", "tier-plus"}}
+	badGroups := map[string]any{"groups": "tier-pro"}
+
+	tests := []struct {
+		name    string
+		trusted bool
+		subject map[string]any
+		feature string
+		want    verdict
+	}{
+		{"untrusted: tier property ignored", false, withProps(nobody, proClaim), "4k", needsPro},
+		{"untrusted: groups ignored", false, withProps(nobody, plusGroup), "hd", needsPlus},
+		{"untrusted: malformed properties ignored", false, withProps(nobody, badGroups), "hd", needsPlus},
+		{"trusted: tier property counts", true, withProps(nobody, proClaim), "4k", allowed},
+		{"trusted: tier group counts", true, withProps(nobody, plusGroup), "hd", allowed},
+		{"trusted: plus group is not pro", true, withProps(nobody, plusGroup), "4k", needsPro},
+		{"trusted: entry wins over properties", true, withProps(downgraded, proClaim), "hd", needsPlus},
+		{"trusted: no properties is free", true, user(nobody), "hd", needsPlus},
+	}
+	servers := map[bool]struct {
+		s   *service
+		pep string
+	}{}
+	for _, trusted := range []bool{false, true} {
+		s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{
+			{ClientID: identity.DevClientID, TrustSubjectProperties: trusted}}})
+		servers[trusted] = struct {
+			s   *service
+			pep string
+		}{s, pep}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := servers[tt.trusted]
+			body := mustJSON(eval(tt.subject, act("use"), res("feature", tt.feature)))
+			r := srv.s.azPost(t, "/access/v1/evaluation", srv.pep, body)
+			if r.status != 200 {
+				t.Fatalf("evaluation %s = %d %s, want 200", body, r.status, r.raw)
+			}
+			if got := verdictOf(t, r.body); got != tt.want {
+				t.Errorf("evaluation %s = %+v, want %+v", body, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("trusted: malformed groups are a 400", func(t *testing.T) {
+		srv := servers[true]
+		body := mustJSON(eval(withProps(nobody, badGroups), act("use"), res("feature", "hd")))
+		r := srv.s.azPost(t, "/access/v1/evaluation", srv.pep, body)
+		if r.status != 400 || r.body["field"] != "subject.properties.groups" {
+			t.Errorf("evaluation %s = %d %s, want 400 naming subject.properties.groups", body, r.status, r.raw)
+		}
+	})
+
+	t.Run("trusted: subjects with different properties are decided apart", func(t *testing.T) {
+		srv := servers[true]
+		body := mustJSON(map[string]any{
+			"action": act("use"), "resource": res("feature", "4k"),
+			"evaluations": []any{
+				map[string]any{"subject": withProps(nobody, proClaim)},
+				map[string]any{"subject": user(nobody)},
+				map[string]any{"subject": withProps(nobody, proClaim)},
+			},
+		})
+		r := srv.s.azPost(t, "/access/v1/evaluations", srv.pep, body)
+		want := []verdict{allowed, needsPro, allowed}
+		if got := verdictsOf(t, r); !cmp.Equal(got, want) {
+			t.Errorf("evaluations %s = %+v, want %+v", body, got, want)
+		}
+	})
+}
+
+func verdictsOf(t testing.TB, r response) []verdict {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("evaluations = %d %s, want 200", r.status, r.raw)
+	}
+	items, ok := r.body["evaluations"].([]any)
+	if !ok {
+		t.Fatalf("no evaluations array: %s", r.raw)
+	}
+	out := make([]verdict, len(items))
+	for i, item := range items {
+		out[i] = verdictOf(t, item.(map[string]any))
+	}
+	return out
+}
+
+// TestAuthZENEvaluations: defaults, overrides, request order, and each
+// evaluations_semantic cutting the same decisions short.
+func TestAuthZENEvaluations(t *testing.T) {
+	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+
+	// paul is plus: allow, deny (pro), allow, deny (pro), allow.
+	items := []any{
+		map[string]any{"resource": res("route", "/api/treasure-map")},
+		map[string]any{"resource": res("route", "/api/admin")},
+		map[string]any{"action": act("POST"), "resource": res("route", "/api/playlists")},
+		map[string]any{"action": act("use"), "resource": res("feature", "4k")},
+		map[string]any{"action": act("read"), "resource": res("treasure-map", "m")},
+	}
+	batch := func(semantic string, items []any) string {
+		b := map[string]any{
+			"subject": user(paul), "action": act("GET"), "context": map[string]any{"time": "now"},
+			"evaluations": items,
+		}
+		if semantic != "" {
+			b["options"] = map[string]any{"evaluations_semantic": semantic}
+		}
+		return mustJSON(b)
+	}
+	all := []verdict{allowed, needsPro, allowed, needsPro, allowed}
+	denyFirst := []any{items[1], items[0], items[2]}
+
+	tests := []struct {
+		name string
+		body string
+		want []verdict
+	}{
+		{"default is execute_all", batch("", items), all},
+		{"execute_all", batch("execute_all", items), all},
+		{"deny_on_first_deny stops after the first deny", batch("deny_on_first_deny", items), all[:2]},
+		{"permit_on_first_permit stops after the first permit", batch("permit_on_first_permit", items), all[:1]},
+		{"permit_on_first_permit after a deny", batch("permit_on_first_permit", denyFirst),
+			[]verdict{needsPro, allowed}},
+		{"deny_on_first_deny with no deny is all", batch("deny_on_first_deny",
+			[]any{items[0], items[2], items[4]}), []verdict{allowed, allowed, allowed}},
+		{"item subject overrides the default", batch("", []any{
+			map[string]any{"resource": res("route", "/api/admin")},
+			map[string]any{"subject": user(alice), "resource": res("route", "/api/admin")},
+			map[string]any{"subject": user(nobody), "resource": res("route", "/api/treasure-map")},
+		}), []verdict{needsPro, allowed, needsPlus}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.azPost(t, "/access/v1/evaluations", pep, tt.body)
+			got := verdictsOf(t, r)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("evaluations %s (-want +got):\n%s", tt.body, diff)
+			}
+			ids := map[string]bool{}
+			for _, item := range r.body["evaluations"].([]any) {
+				id, _ := item.(map[string]any)["context"].(map[string]any)["decision_id"].(string)
+				if id == "" || ids[id] {
+					t.Errorf("decision_id %q missing or repeated in %s", id, r.raw)
+				}
+				ids[id] = true
+			}
+		})
+	}
+
+	t.Run("without evaluations it is a single evaluation", func(t *testing.T) {
+		body := mustJSON(eval(user(paul), act("GET"), res("route", "/api/admin")))
+		r := s.azPost(t, "/access/v1/evaluations", pep, body)
+		if r.status != 200 || verdictOf(t, r.body) != needsPro || r.body["evaluations"] != nil {
+			t.Errorf("evaluations without an array = %d %s, want a single deny needing pro", r.status, r.raw)
+		}
+	})
+
+	t.Run("100 evaluations", func(t *testing.T) {
+		r := s.azPost(t, "/access/v1/evaluations", pep, batch("", repeat(items[0], server.MaxBatch)))
+		if got := verdictsOf(t, r); len(got) != server.MaxBatch || got[99] != allowed {
+			t.Errorf("100 evaluations gave %d answers, want 100 allows", len(got))
+		}
+	})
+
+	t.Run("101 evaluations", func(t *testing.T) {
+		r := s.azPost(t, "/access/v1/evaluations", pep, batch("", repeat(items[0], server.MaxBatch+1)))
+		if r.status != 400 || r.body["reason"] != "batch_too_large" || r.body["field"] != "evaluations" {
+			t.Errorf("101 evaluations = %d %s, want 400 batch_too_large on evaluations", r.status, r.raw)
+		}
+	})
+}
+
+func repeat(item any, n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = item
+	}
+	return out
+}
+
+// TestAuthZENRejectsMalformed: a malformed request is a 400 problem that
+// names the member, on either endpoint; nothing is decided.
+func TestAuthZENRejectsMalformed(t *testing.T) {
+	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	good := `"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route","id":"/api/news"}`
+
+	tests := []struct {
+		name, path, body, field string
+	}{
+		{"not JSON", "evaluation", `{"subject":`, ""},
+		{"not an object", "evaluation", `[1]`, ""},
+		{"trailing data", "evaluation", `{` + good + `} {}`, ""},
+		{"no subject", "evaluation", `{"action":{"name":"GET"},"resource":{"type":"feature","id":"4k"}}`, "subject"},
+		{"subject not an object", "evaluation", `{"subject":"alice"}`, "subject"},
+		{"subject of another type", "evaluation",
+			`{"subject":{"type":"service","id":"a"},"action":{"name":"x"},"resource":{"type":"f","id":"4k"}}`,
+			"subject.type"},
+		{"subject without a type", "evaluation", `{"subject":{"id":"a"}}`, "subject.type"},
+		{"subject without an id", "evaluation", `{"subject":{"type":"user"}}`, "subject.id"},
+		{"subject id empty", "evaluation", `{"subject":{"type":"user","id":""}}`, "subject.id"},
+		{"subject id a number", "evaluation", `{"subject":{"type":"user","id":7}}`, "subject.id"},
+		{"subject properties not an object", "evaluation",
+			`{"subject":{"type":"user","id":"a","properties":[1]}}`, "subject.properties"},
+		{"no action", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"resource":{"type":"feature","id":"4k"}}`, "action"},
+		{"action without a name", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"action":{},"resource":{"type":"feature","id":"4k"}}`,
+			"action.name"},
+		{"no resource", "evaluation", `{"subject":{"type":"user","id":"a"},"action":{"name":"GET"}}`, "resource"},
+		{"resource without an id", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route"}}`,
+			"resource.id"},
+		{"resource type null", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":null,"id":"x"}}`,
+			"resource.type"},
+		{"route with a lower-case method", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"action":{"name":"get"},"resource":{"type":"route","id":"/api/news"}}`,
+			"action.name"},
+		{"route with a relative path", "evaluation",
+			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route","id":"api/news"}}`,
+			"resource.id"},
+		{"context not an object", "evaluation", `{` + good + `,"context":"now"}`, "context"},
+		{"evaluations not an array", "evaluations", `{` + good + `,"evaluations":{}}`, "evaluations"},
+		{"evaluation not an object", "evaluations", `{` + good + `,"evaluations":[{},"x"]}`, "evaluations[1]"},
+		{"item missing what has no default", "evaluations",
+			`{"subject":{"type":"user","id":"a"},"evaluations":[{"action":{"name":"GET"},"resource":{"type":"feature","id":"4k"}},{"action":{"name":"GET"}}]}`,
+			"evaluations[1].resource"},
+		{"item's own member malformed", "evaluations",
+			`{` + good + `,"evaluations":[{},{"subject":{"type":"robot","id":"r"}}]}`, "evaluations[1].subject.type"},
+		{"bad default", "evaluations",
+			`{"subject":{"type":"user"},"evaluations":[{"subject":{"type":"user","id":"a"}}]}`, "subject.id"},
+		{"unknown semantic", "evaluations",
+			`{` + good + `,"options":{"evaluations_semantic":"first_come"},"evaluations":[{}]}`,
+			"options.evaluations_semantic"},
+		{"options not an object", "evaluations", `{` + good + `,"options":1,"evaluations":[{}]}`, "options"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := s.azPost(t, "/access/v1/"+tt.path, pep, tt.body)
+			if r.status != 400 || r.body["reason"] != "invalid_request" {
+				t.Fatalf("POST %s %s = %d %s, want 400 invalid_request", tt.path, tt.body, r.status, r.raw)
+			}
+			if got, _ := r.body["field"].(string); got != tt.field {
+				t.Errorf("POST %s %s names field %q, want %q", tt.path, tt.body, got, tt.field)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("Content-Type = %q, want application/problem+json", ct)
+			}
+		})
+	}
+
+	t.Run("unknown members are ignored", func(t *testing.T) {
+		body := `{` + good + `,"page":{"next_token":""},"subject_extra":1}`
+		r := s.azPost(t, "/access/v1/evaluation", pep, body)
+		if r.status != 200 || verdictOf(t, r.body) != allowed {
+			t.Errorf("POST %s = %d %s, want 200 allowed", body, r.status, r.raw)
+		}
+	})
+
+	t.Run("not JSON content", func(t *testing.T) {
+		r := s.azPost(t, "/access/v1/evaluation", pep, `{`+good+`}`, "Content-Type", "text/plain")
+		if r.status != 415 || r.body["reason"] != "unsupported_media_type" {
+			t.Errorf("text/plain body = %d %s, want 415 unsupported_media_type", r.status, r.raw)
+		}
+	})
+
+	t.Run("over 64 KiB", func(t *testing.T) {
+		pad := strings.Repeat("x", 70<<10)
+		body := fmt.Sprintf(`{%s,"context":{"pad":%q}}`, good, pad)
+		r := s.azPost(t, "/access/v1/evaluation", pep, body)
+		if r.status != 413 || r.body["reason"] != "body_too_large" {
+			t.Errorf("70 KiB body = %d %s, want 413 body_too_large", r.status, r.raw)
+		}
+	})
+}
