@@ -102,7 +102,8 @@ func (s *Server) requirePEP(next echo.HandlerFunc) echo.HandlerFunc {
 		if !id.Authenticated {
 			e := newError(http.StatusUnauthorized, reasonUnauthenticated,
 				"send a PEP client's access token")
-			e.headers = append(e.headers, [2]string{echo.HeaderWWWAuthenticate, `Bearer realm="tierguard"`})
+			challenge := [2]string{echo.HeaderWWWAuthenticate, `Bearer realm="tierguard"`}
+			e.headers = append(e.headers, challenge)
 			return e
 		}
 		pep, ok := s.pepClient(id.ClientID)
@@ -216,7 +217,8 @@ func (s *Server) evaluations(c echo.Context) error {
 	}
 	reqs := make([]azRequest, len(items))
 	for i, item := range items {
-		if reqs[i], err = parseEvaluation(item, fmt.Sprintf("evaluations[%d].", i), defaults); err != nil {
+		prefix := fmt.Sprintf("evaluations[%d].", i)
+		if reqs[i], err = parseEvaluation(item, prefix, defaults); err != nil {
 			return err
 		}
 	}
@@ -306,7 +308,8 @@ func (s *Server) evaluate(c echo.Context, reqs []azRequest) ([]azResult, error) 
 // to assert them; from any other PEP they are ignored, not refused, since
 // gateways commonly send properties such as ip_address that mean nothing
 // here. The key groups requests the policy sees as one subject.
-func azSubject(pep PEPClient, peer identity.Identity, e *azEntity) (decision.Subject, string, error) {
+func azSubject(pep PEPClient, peer identity.Identity, e *azEntity) (
+	decision.Subject, string, error) {
 	subject := decision.Subject{Authenticated: true, Issuer: peer.Issuer, Subject: e.ID}
 	if !pep.TrustSubjectProperties || len(e.Properties) == 0 {
 		return subject, e.ID, nil
@@ -395,7 +398,8 @@ func readAuthZENBody(c echo.Context) (map[string]json.RawMessage, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(body, &top); err != nil || top == nil {
-		return nil, newError(http.StatusBadRequest, reasonInvalidRequest, "the body is not a JSON object")
+		return nil, newError(http.StatusBadRequest, reasonInvalidRequest,
+			"the body is not a JSON object")
 	}
 	return top, nil
 }
@@ -483,7 +487,8 @@ func parseDefaults(top map[string]json.RawMessage) (azRequest, error) {
 
 // parseEvaluation reads one 4-tuple; prefix names where it sits
 // ("evaluations[3].") and defaults fill what it leaves out.
-func parseEvaluation(m map[string]json.RawMessage, prefix string, defaults azRequest) (azRequest, error) {
+func parseEvaluation(m map[string]json.RawMessage, prefix string,
+	defaults azRequest) (azRequest, error) {
 	r := defaults
 	var err error
 	if raw, ok := m["subject"]; ok {

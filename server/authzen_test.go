@@ -52,6 +52,13 @@ func startAuthZEN(t *testing.T, cfg server.Config) (*service, string) {
 	return s, pep.AccessToken
 }
 
+// pepConfig makes the dev client, whose tokens the tests mint, the PEP.
+func pepConfig(trusted bool) server.Config {
+	return server.Config{PEPClients: []server.PEPClient{
+		{ClientID: identity.DevClientID, TrustSubjectProperties: trusted},
+	}}
+}
+
 func policyWithSubjects(t testing.TB, subjects map[string]any) *decision.Policy {
 	t.Helper()
 	data, err := readPolicyFile("tierguard/data.json")
@@ -148,7 +155,7 @@ var (
 // tier comes from data.subjects; the wanted answers are read off
 // policies/tierguard/data.json.
 func TestAuthZENEvaluation(t *testing.T) {
-	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	s, pep := startAuthZEN(t, pepConfig(false))
 	rev := s.engine.Current().ID
 
 	tests := []struct {
@@ -210,7 +217,7 @@ func TestAuthZENEvaluation(t *testing.T) {
 // TestAuthZENHeaders checks what every /access answer carries: the
 // revision, no-store, and the PEP's X-Request-ID echoed back.
 func TestAuthZENHeaders(t *testing.T) {
-	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	s, pep := startAuthZEN(t, pepConfig(false))
 	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/admin")))
 	for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
 		r := s.azPost(t, path, pep, body, "X-Request-ID", "bfe9eb29-ab87-4ca3-be83-a1d5d8305716")
@@ -247,7 +254,8 @@ func TestAuthZENMetadata(t *testing.T) {
 	}
 
 	r = s.do(t, "GET", "/.well-known/authzen-configuration", "", nil, "X-Forwarded-Proto", "https")
-	if got := r.body["access_evaluation_endpoint"]; got != "https://"+strings.TrimPrefix(s.base, "http://")+"/access/v1/evaluation" {
+	tls := "https://" + strings.TrimPrefix(s.base, "http://")
+	if got := r.body["access_evaluation_endpoint"]; got != tls+"/access/v1/evaluation" {
 		t.Errorf("behind a TLS proxy, access_evaluation_endpoint = %v, want https", got)
 	}
 }
@@ -258,11 +266,12 @@ func TestAuthZENOnlyForPEPs(t *testing.T) {
 	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/treasure-map")))
 
 	t.Run("no token", func(t *testing.T) {
-		s, _ := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+		s, _ := startAuthZEN(t, pepConfig(false))
 		for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
 			r := s.azPost(t, path, "", body)
 			if r.status != 401 || r.body["reason"] != "unauthenticated" {
-				t.Errorf("POST %s without a token = %d %s, want 401 unauthenticated", path, r.status, r.raw)
+				t.Errorf("POST %s without a token = %d %s, want 401 unauthenticated",
+					path, r.status, r.raw)
 			}
 			if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 				t.Errorf("POST %s: WWW-Authenticate = %q, want a Bearer challenge", path, got)
@@ -274,7 +283,7 @@ func TestAuthZENOnlyForPEPs(t *testing.T) {
 	})
 
 	t.Run("bad token", func(t *testing.T) {
-		s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+		s, pep := startAuthZEN(t, pepConfig(false))
 		parts := strings.Split(pep, ".")
 		tampered := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
 		r := s.azPost(t, "/access/v1/evaluation", tampered, body)
@@ -292,7 +301,8 @@ func TestAuthZENOnlyForPEPs(t *testing.T) {
 			for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
 				r := s.azPost(t, path, token, body)
 				if r.status != 403 || r.body["reason"] != "pep_forbidden" {
-					t.Errorf("POST %s with a non-PEP token = %d %s, want 403 pep_forbidden", path, r.status, r.raw)
+					t.Errorf("POST %s with a non-PEP token = %d %s, want 403 pep_forbidden",
+						path, r.status, r.raw)
 				}
 				if got := r.header.Get("Tierguard-Revision"); got == "" {
 					t.Errorf("POST %s: 403 without Tierguard-Revision", path)
@@ -321,7 +331,7 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 	}{
 		{"untrusted: tier property ignored", false, withProps(nobody, proClaim), "4k", needsPro},
 		{"untrusted: groups ignored", false, withProps(nobody, plusGroup), "hd", needsPlus},
-		{"untrusted: malformed properties ignored", false, withProps(nobody, badGroups), "hd", needsPlus},
+		{"untrusted: bad properties ignored", false, withProps(nobody, badGroups), "hd", needsPlus},
 		{"trusted: tier property counts", true, withProps(nobody, proClaim), "4k", allowed},
 		{"trusted: tier group counts", true, withProps(nobody, plusGroup), "hd", allowed},
 		{"trusted: plus group is not pro", true, withProps(nobody, plusGroup), "4k", needsPro},
@@ -333,8 +343,7 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 		pep string
 	}{}
 	for _, trusted := range []bool{false, true} {
-		s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{
-			{ClientID: identity.DevClientID, TrustSubjectProperties: trusted}}})
+		s, pep := startAuthZEN(t, pepConfig(trusted))
 		servers[trusted] = struct {
 			s   *service
 			pep string
@@ -359,7 +368,8 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 		body := mustJSON(eval(withProps(nobody, badGroups), act("use"), res("feature", "hd")))
 		r := srv.s.azPost(t, "/access/v1/evaluation", srv.pep, body)
 		if r.status != 400 || r.body["field"] != "subject.properties.groups" {
-			t.Errorf("evaluation %s = %d %s, want 400 naming subject.properties.groups", body, r.status, r.raw)
+			t.Errorf("evaluation %s = %d %s, want 400 naming subject.properties.groups",
+				body, r.status, r.raw)
 		}
 	})
 
@@ -400,7 +410,7 @@ func verdictsOf(t testing.TB, r response) []verdict {
 // TestAuthZENEvaluations: defaults, overrides, request order, and each
 // evaluations_semantic cutting the same decisions short.
 func TestAuthZENEvaluations(t *testing.T) {
-	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
+	s, pep := startAuthZEN(t, pepConfig(false))
 
 	// paul is plus: allow, deny (pro), allow, deny (pro), allow.
 	items := []any{
@@ -431,7 +441,8 @@ func TestAuthZENEvaluations(t *testing.T) {
 		{"default is execute_all", batch("", items), all},
 		{"execute_all", batch("execute_all", items), all},
 		{"deny_on_first_deny stops after the first deny", batch("deny_on_first_deny", items), all[:2]},
-		{"permit_on_first_permit stops after the first permit", batch("permit_on_first_permit", items), all[:1]},
+		{"permit_on_first_permit stops after the first permit",
+			batch("permit_on_first_permit", items), all[:1]},
 		{"permit_on_first_permit after a deny", batch("permit_on_first_permit", denyFirst),
 			[]verdict{needsPro, allowed}},
 		{"deny_on_first_deny with no deny is all", batch("deny_on_first_deny",
@@ -464,7 +475,8 @@ func TestAuthZENEvaluations(t *testing.T) {
 		body := mustJSON(eval(user(paul), act("GET"), res("route", "/api/admin")))
 		r := s.azPost(t, "/access/v1/evaluations", pep, body)
 		if r.status != 200 || verdictOf(t, r.body) != needsPro || r.body["evaluations"] != nil {
-			t.Errorf("evaluations without an array = %d %s, want a single deny needing pro", r.status, r.raw)
+			t.Errorf("evaluations without an array = %d %s, want a single deny needing pro",
+				r.status, r.raw)
 		}
 	})
 
@@ -494,64 +506,66 @@ func repeat(item any, n int) []any {
 // TestAuthZENRejectsMalformed: a malformed request is a 400 problem that
 // names the member, on either endpoint; nothing is decided.
 func TestAuthZENRejectsMalformed(t *testing.T) {
-	s, pep := startAuthZEN(t, server.Config{PEPClients: []server.PEPClient{{ClientID: identity.DevClientID}}})
-	good := `"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route","id":"/api/news"}`
+	s, pep := startAuthZEN(t, pepConfig(false))
+	const (
+		sub  = `"subject":{"type":"user","id":"a"}`
+		get  = `"action":{"name":"GET"}`
+		news = `"resource":{"type":"route","id":"/api/news"}`
+		k4   = `"resource":{"type":"feature","id":"4k"}`
+	)
+	obj := func(members ...string) string { return "{" + strings.Join(members, ",") + "}" }
+	good := sub + "," + get + "," + news
 
 	tests := []struct {
 		name, path, body, field string
 	}{
 		{"not JSON", "evaluation", `{"subject":`, ""},
 		{"not an object", "evaluation", `[1]`, ""},
-		{"trailing data", "evaluation", `{` + good + `} {}`, ""},
-		{"no subject", "evaluation", `{"action":{"name":"GET"},"resource":{"type":"feature","id":"4k"}}`, "subject"},
+		{"trailing data", "evaluation", obj(good) + ` {}`, ""},
+		{"no subject", "evaluation", obj(get, k4), "subject"},
 		{"subject not an object", "evaluation", `{"subject":"alice"}`, "subject"},
 		{"subject of another type", "evaluation",
-			`{"subject":{"type":"service","id":"a"},"action":{"name":"x"},"resource":{"type":"f","id":"4k"}}`,
-			"subject.type"},
+			obj(`"subject":{"type":"service","id":"a"}`, get, k4), "subject.type"},
 		{"subject without a type", "evaluation", `{"subject":{"id":"a"}}`, "subject.type"},
 		{"subject without an id", "evaluation", `{"subject":{"type":"user"}}`, "subject.id"},
 		{"subject id empty", "evaluation", `{"subject":{"type":"user","id":""}}`, "subject.id"},
 		{"subject id a number", "evaluation", `{"subject":{"type":"user","id":7}}`, "subject.id"},
 		{"subject properties not an object", "evaluation",
 			`{"subject":{"type":"user","id":"a","properties":[1]}}`, "subject.properties"},
-		{"no action", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"resource":{"type":"feature","id":"4k"}}`, "action"},
-		{"action without a name", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"action":{},"resource":{"type":"feature","id":"4k"}}`,
-			"action.name"},
-		{"no resource", "evaluation", `{"subject":{"type":"user","id":"a"},"action":{"name":"GET"}}`, "resource"},
+		{"no action", "evaluation", obj(sub, k4), "action"},
+		{"action without a name", "evaluation", obj(sub, `"action":{}`, k4), "action.name"},
+		{"no resource", "evaluation", obj(sub, get), "resource"},
 		{"resource without an id", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route"}}`,
-			"resource.id"},
+			obj(sub, get, `"resource":{"type":"route"}`), "resource.id"},
 		{"resource type null", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":null,"id":"x"}}`,
-			"resource.type"},
+			obj(sub, get, `"resource":{"type":null,"id":"x"}`), "resource.type"},
 		{"route with a lower-case method", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"action":{"name":"get"},"resource":{"type":"route","id":"/api/news"}}`,
-			"action.name"},
+			obj(sub, `"action":{"name":"get"}`, news), "action.name"},
 		{"route with a relative path", "evaluation",
-			`{"subject":{"type":"user","id":"a"},"action":{"name":"GET"},"resource":{"type":"route","id":"api/news"}}`,
-			"resource.id"},
-		{"context not an object", "evaluation", `{` + good + `,"context":"now"}`, "context"},
-		{"evaluations not an array", "evaluations", `{` + good + `,"evaluations":{}}`, "evaluations"},
-		{"evaluation not an object", "evaluations", `{` + good + `,"evaluations":[{},"x"]}`, "evaluations[1]"},
+			obj(sub, get, `"resource":{"type":"route","id":"api/news"}`), "resource.id"},
+		{"context not an object", "evaluation", obj(good, `"context":"now"`), "context"},
+		{"evaluations not an array", "evaluations", obj(good, `"evaluations":{}`), "evaluations"},
+		{"evaluation not an object", "evaluations",
+			obj(good, `"evaluations":[{},"x"]`), "evaluations[1]"},
 		{"item missing what has no default", "evaluations",
-			`{"subject":{"type":"user","id":"a"},"evaluations":[{"action":{"name":"GET"},"resource":{"type":"feature","id":"4k"}},{"action":{"name":"GET"}}]}`,
-			"evaluations[1].resource"},
+			obj(sub, `"evaluations":[`+obj(get, k4)+`,`+obj(get)+`]`), "evaluations[1].resource"},
 		{"item's own member malformed", "evaluations",
-			`{` + good + `,"evaluations":[{},{"subject":{"type":"robot","id":"r"}}]}`, "evaluations[1].subject.type"},
+			obj(good, `"evaluations":[{},{"subject":{"type":"robot","id":"r"}}]`),
+			"evaluations[1].subject.type"},
 		{"bad default", "evaluations",
-			`{"subject":{"type":"user"},"evaluations":[{"subject":{"type":"user","id":"a"}}]}`, "subject.id"},
+			obj(`"subject":{"type":"user"}`, `"evaluations":[{`+sub+`}]`), "subject.id"},
 		{"unknown semantic", "evaluations",
-			`{` + good + `,"options":{"evaluations_semantic":"first_come"},"evaluations":[{}]}`,
+			obj(good, `"options":{"evaluations_semantic":"first_come"}`, `"evaluations":[{}]`),
 			"options.evaluations_semantic"},
-		{"options not an object", "evaluations", `{` + good + `,"options":1,"evaluations":[{}]}`, "options"},
+		{"options not an object", "evaluations",
+			obj(good, `"options":1`, `"evaluations":[{}]`), "options"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.azPost(t, "/access/v1/"+tt.path, pep, tt.body)
 			if r.status != 400 || r.body["reason"] != "invalid_request" {
-				t.Fatalf("POST %s %s = %d %s, want 400 invalid_request", tt.path, tt.body, r.status, r.raw)
+				t.Fatalf("POST %s %s = %d %s, want 400 invalid_request",
+					tt.path, tt.body, r.status, r.raw)
 			}
 			if got, _ := r.body["field"].(string); got != tt.field {
 				t.Errorf("POST %s %s names field %q, want %q", tt.path, tt.body, got, tt.field)
@@ -563,7 +577,7 @@ func TestAuthZENRejectsMalformed(t *testing.T) {
 	}
 
 	t.Run("unknown members are ignored", func(t *testing.T) {
-		body := `{` + good + `,"page":{"next_token":""},"subject_extra":1}`
+		body := obj(good, `"page":{"next_token":""}`, `"subject_extra":1`)
 		r := s.azPost(t, "/access/v1/evaluation", pep, body)
 		if r.status != 200 || verdictOf(t, r.body) != allowed {
 			t.Errorf("POST %s = %d %s, want 200 allowed", body, r.status, r.raw)
@@ -571,7 +585,7 @@ func TestAuthZENRejectsMalformed(t *testing.T) {
 	})
 
 	t.Run("not JSON content", func(t *testing.T) {
-		r := s.azPost(t, "/access/v1/evaluation", pep, `{`+good+`}`, "Content-Type", "text/plain")
+		r := s.azPost(t, "/access/v1/evaluation", pep, obj(good), "Content-Type", "text/plain")
 		if r.status != 415 || r.body["reason"] != "unsupported_media_type" {
 			t.Errorf("text/plain body = %d %s, want 415 unsupported_media_type", r.status, r.raw)
 		}
@@ -579,7 +593,7 @@ func TestAuthZENRejectsMalformed(t *testing.T) {
 
 	t.Run("over 64 KiB", func(t *testing.T) {
 		pad := strings.Repeat("x", 70<<10)
-		body := fmt.Sprintf(`{%s,"context":{"pad":%q}}`, good, pad)
+		body := obj(good, fmt.Sprintf(`"context":{"pad":%q}`, pad))
 		r := s.azPost(t, "/access/v1/evaluation", pep, body)
 		if r.status != 413 || r.body["reason"] != "body_too_large" {
 			t.Errorf("70 KiB body = %d %s, want 413 body_too_large", r.status, r.raw)
