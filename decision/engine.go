@@ -10,6 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
@@ -39,6 +40,10 @@ type Option func(*Engine)
 // WithLogger sets where policy errors are logged. The default discards.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
 
+// WithoutTable turns the decision table off: every decision is a full
+// evaluation. For benchmarks and for ruling the table out when debugging.
+func WithoutTable() Option { return func(e *Engine) { e.noTable = true } }
+
 // WithTimeout bounds each evaluation; see DefaultTimeout.
 func WithTimeout(d time.Duration) Option { return func(e *Engine) { e.timeout = d } }
 
@@ -50,8 +55,10 @@ type Engine struct {
 	logger  *slog.Logger
 	timeout time.Duration
 
-	errs    [5]atomic.Uint64 // indexed like causes
-	updates updates
+	errs            [5]atomic.Uint64 // indexed like causes
+	tableMismatches atomic.Uint64
+	updates         updates
+	noTable         bool
 }
 
 var causes = [...]string{CauseEvalError, CauseUndefined, CauseMalformed, CauseDeadline, CauseInput}
@@ -66,7 +73,7 @@ func NewEngine(ctx context.Context, p *Policy, opts ...Option) (*Engine, error) 
 	if err != nil {
 		return nil, err
 	}
-	e.current.Store(r)
+	e.Swap(r)
 	e.updates.status = UpdateStatus{Revision: r.ID, Source: "initial", LoadedAt: time.Now().UTC()}
 	return e, nil
 }
@@ -77,11 +84,14 @@ type Revision struct {
 	// ID names the revision: clients see it in Tierguard-Revision.
 	ID string
 
-	engine *Engine
-	policy *Policy
-	tables Tables
-	single rego.PreparedEvalQuery
-	batch  rego.PreparedEvalQuery
+	engine   *Engine
+	policy   *Policy
+	tables   Tables
+	compiler *ast.Compiler
+	store    storage.Store
+	single   rego.PreparedEvalQuery
+	batch    rego.PreparedEvalQuery
+	fast     fastPath
 }
 
 // Prepare compiles p in strict mode and prepares its queries without
@@ -119,7 +129,14 @@ func (e *Engine) Prepare(ctx context.Context, p *Policy) (*Revision, error) {
 	if err != nil {
 		return nil, &PolicyError{Stage: "prepare", Err: err}
 	}
-	return &Revision{ID: p.Revision, engine: e, policy: p, tables: tables, single: single, batch: batch}, nil
+	r := &Revision{ID: p.Revision, engine: e, policy: p, tables: tables, compiler: compiler,
+		store: store, single: single, batch: batch}
+	if e.noTable {
+		r.setTableStatus(TableStatus{State: "disabled", Reason: "turned off"})
+	} else {
+		r.prepareFast(ctx)
+	}
+	return r, nil
 }
 
 func definesRule(c *ast.Compiler, query string) bool {
@@ -127,8 +144,19 @@ func definesRule(c *ast.Compiler, query string) bool {
 	return len(c.GetRulesExact(ref)) > 0
 }
 
-// Swap makes r the current revision.
-func (e *Engine) Swap(r *Revision) { e.current.Store(r) }
+// Swap makes r the current revision, and starts building its decision
+// table in the background: full evaluation serves until the table is
+// ready and checked.
+func (e *Engine) Swap(r *Revision) {
+	e.current.Store(r)
+	if r.TableStatus().State == "building" {
+		go r.buildTable(context.Background())
+	}
+}
+
+// TableMismatches counts decision tables disabled because building or
+// checking them failed.
+func (e *Engine) TableMismatches() uint64 { return e.tableMismatches.Load() }
 
 // Load prepares p and, only if that succeeds, makes it current.
 func (e *Engine) Load(ctx context.Context, p *Policy) (*Revision, error) {
