@@ -19,10 +19,12 @@ type readiness struct {
 	Missing []string                `json:"missing,omitempty"`
 	Issuers []identity.IssuerStatus `json:"issuers"`
 	Policy  decision.UpdateStatus   `json:"policy"`
+	Bundle  *decision.BundleStatus  `json:"bundle,omitempty"`
 }
 
-// ready is true only with keys for every issuer and a policy loaded; its
-// body says what is missing. Details are fixed phrases, never secrets.
+// ready is true only with keys for every issuer, a policy loaded and, in
+// bundle mode, a first bundle active; its body says what is missing.
+// Details are fixed phrases, never secrets.
 func (s *Server) ready(c echo.Context) error {
 	r := readiness{Ready: true, Issuers: s.verifier.Status(), Policy: s.engine.Status()}
 	for _, is := range r.Issuers {
@@ -34,6 +36,14 @@ func (s *Server) ready(c echo.Context) error {
 	if r.Policy.Revision == "" {
 		r.Ready = false
 		r.Missing = append(r.Missing, "a policy")
+	}
+	if s.cfg.Bundle != nil {
+		st := s.cfg.Bundle.Status()
+		r.Bundle = &st
+		if !st.Activated {
+			r.Ready = false
+			r.Missing = append(r.Missing, "a first policy bundle")
+		}
 	}
 	status := http.StatusOK
 	if !r.Ready {

@@ -50,6 +50,11 @@ type Config struct {
 	App fs.FS
 	// Dev mounts the dev issuer's endpoints under /dev.
 	Dev *identity.DevIssuer
+	// Bundle, when set, is the bundle source feeding the engine. Until its
+	// first bundle is active the engine serves the policy it started with,
+	// which is not the fleet's: /health/ready answers 503 until then, and
+	// shows the source's status.
+	Bundle *decision.BundleSource
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }

@@ -24,6 +24,22 @@ type fileConfig struct {
 	DecisionTTL string             `json:"decision_ttl"`
 	Issuers     []fileIssuer       `json:"issuers"`
 	PEPClients  []server.PEPClient `json:"pep_clients"`
+	Bundle      fileBundle         `json:"bundle"`
+}
+
+// fileBundle is bundle mode: policies from an OPA bundle server. The
+// polling settings exist only here; the rest mirror the --bundle-* flags.
+type fileBundle struct {
+	URL       string `json:"url"`
+	Resource  string `json:"resource"`
+	PublicKey string `json:"public_key"` // a PEM file
+	Dir       string `json:"dir"`
+	// InsecureAllowUnsigned accepts bundles without a signature when no
+	// public key is given: whoever answers for the bundle server decides.
+	InsecureAllowUnsigned bool   `json:"insecure_allow_unsigned"`
+	PollMin               string `json:"poll_min"`
+	PollMax               string `json:"poll_max"`
+	LongPollTimeout       string `json:"long_poll_timeout"`
 }
 
 type fileIssuer struct {

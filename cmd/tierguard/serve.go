@@ -31,6 +31,12 @@ type serveOptions struct {
 	clientIDs   []string
 	corsOrigins []string
 	logLevel    string
+
+	bundleURL      string
+	bundleResource string
+	bundleKey      string
+	bundleDir      string
+	bundleInsecure bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -48,7 +54,8 @@ environment, which wins over the --config file.
 
   tierguard serve --dev                      no Okta needed: a dev issuer on loopback
   tierguard serve --issuer https://example.okta.com/oauth2/default \
-                  --audience api://default --client-id 0oa1b2c3d4SPAclient`,
+                  --audience api://default --client-id 0oa1b2c3d4SPAclient \
+                  --bundle-url https://bundles.example.com --bundle-public-key bundle.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd.Flags()); err != nil {
@@ -68,6 +75,11 @@ environment, which wins over the --config file.
 	f.StringSliceVar(&o.clientIDs, "client-id", nil, "client ID allowed for the --issuer (repeatable)")
 	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "SPA origin allowed to call cross-origin (repeatable)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.bundleURL, "bundle-url", "", "OPA bundle server to pull policies from, instead of --policies (base URL)")
+	f.StringVar(&o.bundleResource, "bundle-resource", "", `bundle path below --bundle-url (default "`+decision.DefaultBundleResource+`")`)
+	f.StringVar(&o.bundleKey, "bundle-public-key", "", "PEM public key bundles must be signed with (opa build --signing-key)")
+	f.StringVar(&o.bundleDir, "bundle-dir", "", "directory keeping the last good bundle, for a start while the bundle server is down")
+	f.BoolVar(&o.bundleInsecure, "bundle-insecure-allow-unsigned", false, "accept unsigned bundles: whoever answers for the bundle server decides who may reach what")
 	return cmd
 }
 
@@ -117,6 +129,14 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 		return fmt.Errorf("--dev listens only on a loopback address, not %q: its issuer mints tokens for anyone", addr)
 	}
 
+	bundleCfg, err := bundleConfig(o, fc.Bundle)
+	if err != nil {
+		return err
+	}
+	if bundleCfg != nil && policyDir != "" {
+		return errors.New("--policies and --bundle-url are two policy sources: give one")
+	}
+
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -133,6 +153,13 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 	base := "http://" + l.Addr().String()
 
 	cfg := server.Config{CORSOrigins: cors, PEPClients: fc.PEPClients, DecisionTTL: ttl}
+	if bundleCfg != nil {
+		// Until the first bundle is active the embedded policy answers and
+		// /health/ready says the service is not ready.
+		if cfg.Bundle, err = decision.NewBundleSource(engine, *bundleCfg, logger); err != nil {
+			return err
+		}
+	}
 	if o.dev {
 		dev, err := identity.NewDevIssuer(base + "/dev")
 		if err != nil {
@@ -171,6 +198,15 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 		}()
 	}
 
+	if cfg.Bundle != nil {
+		go func() {
+			if err := cfg.Bundle.Run(ctx); err != nil {
+				logger.Error("bundle polling stopped; the last good policy keeps serving",
+					slog.String("bundle_url", bundleCfg.URL), slog.Any("error", err))
+			}
+		}()
+	}
+
 	logger.Info("serving", slog.String("addr", base), slog.String("revision", engine.Current().ID),
 		slog.Bool("dev", o.dev), slog.Int("issuers", len(issuers)))
 	if o.dev {
@@ -196,6 +232,48 @@ func loadEngine(ctx context.Context, dir string, logger *slog.Logger) (*decision
 		return nil, err
 	}
 	return decision.NewEngine(ctx, p, decision.WithLogger(logger))
+}
+
+// bundleConfig is bundle mode's settings, flags over the config file, or
+// nil without a bundle URL. A public key makes signatures mandatory;
+// without one, unsigned bundles need the insecure switch.
+func bundleConfig(o serveOptions, fb fileBundle) (*decision.BundleConfig, error) {
+	url := firstOf(o.bundleURL, fb.URL)
+	if url == "" {
+		if o.bundleResource != "" || o.bundleKey != "" || o.bundleDir != "" || o.bundleInsecure ||
+			fb != (fileBundle{}) {
+			return nil, errors.New("the --bundle-* settings (config bundle.*) need --bundle-url")
+		}
+		return nil, nil
+	}
+	bc := decision.BundleConfig{
+		URL:                   url,
+		Resource:              firstOf(o.bundleResource, fb.Resource),
+		PersistDir:            firstOf(o.bundleDir, fb.Dir),
+		InsecureAllowUnsigned: o.bundleInsecure || fb.InsecureAllowUnsigned,
+	}
+	if keyFile := firstOf(o.bundleKey, fb.PublicKey); keyFile != "" {
+		key, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("bundle public key: %w", err)
+		}
+		bc.VerificationKey = string(key)
+	}
+
+	var err error
+	if bc.PollMin, err = optionalDuration(fb.PollMin); err != nil {
+		return nil, fmt.Errorf("config bundle.poll_min: %w", err)
+	}
+	if bc.PollMax, err = optionalDuration(fb.PollMax); err != nil {
+		return nil, fmt.Errorf("config bundle.poll_max: %w", err)
+	}
+	if bc.LongPollTimeout, err = optionalDuration(fb.LongPollTimeout); err != nil {
+		return nil, fmt.Errorf("config bundle.long_poll_timeout: %w", err)
+	}
+	if err := bc.Validate(); err != nil {
+		return nil, err
+	}
+	return &bc, nil
 }
 
 func printDevBanner(cmd *cobra.Command, base string, app bool) {
