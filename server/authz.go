@@ -83,9 +83,9 @@ func (s *Server) check(c echo.Context) error {
 		checks[i] = toCheck(resolver, r)
 	}
 
-	id := identityOf(c)
-	decisions, ids := s.decideBatch(c, rev, id, checks)
-	expires := s.expiresAt(id)
+	who := callerOf(c)
+	decisions, ids := s.decideBatch(c, rev, who, checks)
+	expires := s.expiresAt(who.id)
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 
 	if !batch {
@@ -120,18 +120,39 @@ func toCheck(r *Resolver, req checkRequest) decision.Check {
 	return c
 }
 
-// decideBatch decides checks in one evaluation, with a decision id each.
-func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, id identity.Identity,
+// decideBatch decides checks with a decision id each: from the decision
+// table where it holds them, and every other check in one evaluation.
+func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller,
 	checks []decision.Check) ([]decision.Decision, []string) {
 	start := time.Now()
-	ds := rev.DecideBatch(c.Request().Context(), subjectOf(id), id.Profile, checks)
-	elapsed := time.Since(start)
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = newDecisionID()
-		s.metrics.observe(checks[i], d, elapsed/time.Duration(len(ds)))
+	out := make([]decision.Decision, len(checks))
+	var missed []int
+	for i, check := range checks {
+		d, ok := s.lookup(c, rev, who, check)
+		if !ok {
+			missed = append(missed, i)
+			continue
+		}
+		out[i] = d
 	}
-	return ds, ids
+	if len(missed) > 0 {
+		rest := make([]decision.Check, len(missed))
+		for j, i := range missed {
+			rest[j] = checks[i]
+		}
+		full := rev.DecideBatch(c.Request().Context(), subjectOf(who.id), who.id.Profile, rest)
+		for j, i := range missed {
+			out[i] = full[j]
+		}
+	}
+
+	elapsed := time.Since(start)
+	ids := make([]string, len(out))
+	for i, d := range out {
+		ids[i] = newDecisionID()
+		s.metrics.observe(checks[i], d, elapsed/time.Duration(len(out)))
+	}
+	return out, ids
 }
 
 // expiresAt is when a client should ask again: the decision TTL, but
@@ -337,10 +358,10 @@ func (s *Server) routeMap(c echo.Context) error {
 		checks = append(checks, decision.Check{Kind: decision.KindFeature, Name: name})
 	}
 
-	id := identityOf(c)
-	decisions, _ := s.decideBatch(c, rev, id, checks)
+	who := callerOf(c)
+	decisions, _ := s.decideBatch(c, rev, who, checks)
 	m := routeMap{
-		Tier: tierFrom(decisions, id), Revision: rev.ID,
+		Tier: tierFrom(decisions, who.id), Revision: rev.ID,
 		Routes:   make(map[string]routeEntry, len(tables.UIRoutes)),
 		Features: make(map[string]featureEntry, len(tables.Features)),
 	}
@@ -373,7 +394,7 @@ func (s *Server) routeMap(c echo.Context) error {
 	if etagMatches(c.Request().Header.Get(headerIfNoneMatch), etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	m.ExpiresAt = s.expiresAt(id)
+	m.ExpiresAt = s.expiresAt(who.id)
 	return c.JSON(http.StatusOK, m)
 }
 

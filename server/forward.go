@@ -31,8 +31,8 @@ func (s *Server) forward(c echo.Context) error {
 	rev := revisionOf(c)
 	check := decision.Check{Kind: decision.KindAPI, Method: method, Path: uri,
 		Template: s.resolver(rev).API(method, uri)}
-	id := identityOf(c)
-	d, decisionID := s.decide(c, id, check)
+	who := callerOf(c)
+	d, decisionID := s.decide(c, who, check)
 
 	out := c.Response().Header()
 	out.Set(echo.HeaderCacheControl, "no-store")
@@ -44,5 +44,5 @@ func (s *Server) forward(c echo.Context) error {
 	if d.Allow {
 		return c.NoContent(http.StatusOK)
 	}
-	return denial(d, decisionID, !id.Authenticated)
+	return denial(d, decisionID, !who.id.Authenticated)
 }

@@ -49,34 +49,54 @@ func revisionOf(c echo.Context) *decision.Revision {
 // silent downgrade to anonymous.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id, err := s.identify(c.Request())
+		who, err := s.identify(c.Request())
 		if err != nil {
 			return err
 		}
-		c.Set(keyIdentity, id)
+		c.Set(keyIdentity, who)
 		return next(c)
 	}
 }
 
-func (s *Server) identify(r *http.Request) (identity.Identity, error) {
+func (s *Server) identify(r *http.Request) (*caller, error) {
 	access, err := identity.BearerToken(r.Header)
 	if err != nil {
-		return identity.Identity{}, err
+		return nil, err
 	}
 	idToken, err := identity.IDTokenHeader(r.Header)
 	if err != nil {
-		return identity.Identity{}, err
+		return nil, err
 	}
 	if access == "" && idToken == "" {
-		return identity.Anonymous(), nil
+		return anonymousCaller, nil
 	}
-	return s.verifier.Verify(r.Context(), access, idToken)
+
+	var key [32]byte
+	if s.tokens != nil && access != "" {
+		key = tokenKey(access, idToken)
+		if who, ok := s.tokens.get(key); ok {
+			return who, nil
+		}
+	}
+	id, err := s.verifier.Verify(r.Context(), access, idToken)
+	if err != nil {
+		return nil, err
+	}
+	who := &caller{id: id}
+	if s.tokens != nil {
+		s.tokens.add(key, who)
+	}
+	return who, nil
 }
 
-func identityOf(c echo.Context) identity.Identity {
-	id, _ := c.Get(keyIdentity).(identity.Identity)
-	return id
+func callerOf(c echo.Context) *caller {
+	if who, ok := c.Get(keyIdentity).(*caller); ok {
+		return who
+	}
+	return anonymousCaller
 }
+
+func identityOf(c echo.Context) identity.Identity { return callerOf(c).id }
 
 // subjectOf is the one place a verified identity becomes policy input.
 func subjectOf(id identity.Identity) decision.Subject {
@@ -102,29 +122,42 @@ func (s *Server) enforce(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.registered[c.Request().Method+" "+template] {
 			return next(c) // no route: Echo's 404 or 405, after authentication
 		}
-		id := identityOf(c)
+		who := callerOf(c)
 		check := decision.Check{
 			Kind: decision.KindAPI, Method: c.Request().Method,
 			Template: template, Path: c.Request().URL.Path,
 		}
-		d, decisionID := s.decide(c, id, check)
+		d, decisionID := s.decide(c, who, check)
 		if d.Allow {
 			return next(c)
 		}
-		return denial(d, decisionID, !id.Authenticated)
+		return denial(d, decisionID, !who.id.Authenticated)
 	}
 }
 
 // decide evaluates one check on the request's revision, with a decision
-// id, metrics and the decision log.
-func (s *Server) decide(c echo.Context, id identity.Identity, check decision.Check) (decision.Decision, string) {
+// id and metrics: from the revision's decision table when it holds the
+// answer, by full evaluation otherwise.
+func (s *Server) decide(c echo.Context, who *caller, check decision.Check) (decision.Decision, string) {
 	start := time.Now()
-	d := revisionOf(c).Decide(c.Request().Context(), decision.Input{
-		Subject: subjectOf(id), Profile: id.Profile, Check: check,
-	})
+	rev := revisionOf(c)
+	d, ok := s.lookup(c, rev, who, check)
+	if !ok {
+		d = rev.Decide(c.Request().Context(), decision.Input{
+			Subject: subjectOf(who.id), Profile: who.id.Profile, Check: check,
+		})
+	}
 	decisionID := newDecisionID()
 	s.metrics.observe(check, d, time.Since(start))
 	return d, decisionID
+}
+
+func (s *Server) lookup(c echo.Context, rev *decision.Revision, who *caller, check decision.Check) (decision.Decision, bool) {
+	tier, ok := who.tierOn(c.Request().Context(), rev)
+	if !ok {
+		return decision.Decision{}, false
+	}
+	return rev.Lookup(tier, who.id.Authenticated, check)
 }
 
 // denial turns a deny into the API's error: 401 when a token would help

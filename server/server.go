@@ -55,6 +55,10 @@ type Config struct {
 	// which is not the fleet's: /health/ready answers 503 until then, and
 	// shows the source's status.
 	Bundle *decision.BundleSource
+	// TokenCacheSize bounds the verified-token cache (default
+	// DefaultTokenCacheSize); negative turns the cache off, so every
+	// request verifies its token's signature.
+	TokenCacheSize int
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -65,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.TokenCacheSize == 0 {
+		c.TokenCacheSize = DefaultTokenCacheSize
 	}
 }
 
@@ -97,6 +104,7 @@ type Server struct {
 	logger   *slog.Logger
 	metrics  *metrics
 	echo     *echo.Echo
+	tokens   *tokenCache // nil when turned off
 
 	// resolvers caches one Resolver per policy revision.
 	mu        sync.Mutex
@@ -118,6 +126,14 @@ func New(cfg Config, engine *decision.Engine, verifier *identity.Verifier, logge
 	s := &Server{
 		cfg: cfg, engine: engine, verifier: verifier, logger: logger,
 		resolvers: map[*decision.Revision]*Resolver{},
+	}
+	if cfg.TokenCacheSize > 0 {
+		tc, err := newTokenCache(cfg.TokenCacheSize, cfg.Now)
+		if err != nil {
+			return nil, err
+		}
+		s.tokens = tc
+		verifier.OnKeysChanged(tc.dropIssuer)
 	}
 	s.metrics = newMetrics(s)
 	s.echo = s.routes()
