@@ -48,54 +48,68 @@ const (
 type BundleConfig struct {
 	// URL is the bundle service's base URL, e.g. https://bundles.example.com.
 	// Required.
-	URL string `yaml:"url" json:"url"`
+	URL string
 	// Resource is the bundle's path below URL. Default
 	// DefaultBundleResource.
-	Resource string `yaml:"resource" json:"resource"`
+	Resource string
 	// Name names the bundle in logs and its directory under PersistDir.
 	// Default DefaultBundleName.
-	Name string `yaml:"name" json:"name"`
+	Name string
 
 	// PollMin and PollMax bound the random delay between polls, and
 	// PollMax caps the backoff while the server is unreachable. OPA counts
 	// them in whole seconds. Defaults 60s and 120s.
-	PollMin time.Duration `yaml:"poll_min" json:"poll_min"`
-	PollMax time.Duration `yaml:"poll_max" json:"poll_max"`
+	PollMin time.Duration
+	PollMax time.Duration
 	// LongPollTimeout, when set, asks the server to hold each request
 	// open until a new bundle exists or this long has passed (OPA's long
 	// polling), so a fleet moves within moments of a publish. A server that
 	// does not answer with OPA's bundle content type is polled as usual.
-	LongPollTimeout time.Duration `yaml:"long_poll_timeout" json:"long_poll_timeout"`
+	LongPollTimeout time.Duration
 
 	// VerificationKey is the PEM public key (or, for HS256, the shared
 	// secret) that bundles must be signed with, as `opa build
 	// --signing-key` signs them. Required unless InsecureAllowUnsigned.
-	VerificationKey string `yaml:"verification_key" json:"verification_key"`
+	VerificationKey string
 	// KeyID names VerificationKey; a signature naming another key id is
 	// refused. Default DefaultBundleKeyID.
-	KeyID string `yaml:"key_id" json:"key_id"`
+	KeyID string
 	// Algorithm is the signature algorithm. Default RS256.
-	Algorithm string `yaml:"algorithm" json:"algorithm"`
+	Algorithm string
 	// Scope, when set, must equal the scope claim of the signature.
-	Scope string `yaml:"scope" json:"scope"`
+	Scope string
 
 	// BearerToken, when set, is sent to the bundle server in an
 	// Authorization header. It is never logged.
-	BearerToken string `yaml:"bearer_token" json:"-"`
+	BearerToken string
 
 	// PersistDir keeps the last activated bundle, so that a restart while
 	// the bundle server is down still serves the last good policy. Its
 	// signature is verified again when it is read back. Empty disables
 	// persistence: a cold start then waits for the server.
-	PersistDir string `yaml:"persist_dir" json:"persist_dir"`
+	PersistDir string
 	// MaxBytes bounds the bundle and each file in it. Default 64 MiB.
-	MaxBytes int64 `yaml:"max_bytes" json:"max_bytes"`
+	MaxBytes int64
 
 	// InsecureAllowUnsigned accepts bundles without a signature. A bundle
 	// that is signed is still verified when VerificationKey is set, and
 	// refused when it is not. Anyone who can answer for the bundle server
 	// then decides who may reach what: for development only.
-	InsecureAllowUnsigned bool `yaml:"insecure_allow_unsigned" json:"insecure_allow_unsigned"`
+	InsecureAllowUnsigned bool
+}
+
+// LogValue keeps BearerToken out of logs.
+func (c BundleConfig) LogValue() slog.Value {
+	token := ""
+	if c.BearerToken != "" {
+		token = "REDACTED"
+	}
+	return slog.GroupValue(
+		slog.String("url", c.URL), slog.String("resource", c.Resource),
+		slog.String("name", c.Name), slog.String("key_id", c.KeyID),
+		slog.Bool("signed", c.VerificationKey != ""), slog.String("bearer_token", token),
+		slog.String("persist_dir", c.PersistDir),
+		slog.Bool("insecure_allow_unsigned", c.InsecureAllowUnsigned))
 }
 
 func (c BundleConfig) withDefaults() BundleConfig {
