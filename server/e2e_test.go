@@ -52,10 +52,17 @@ type serviceOption func(*serviceOptions)
 type serviceOptions struct {
 	policy       *decision.Policy
 	extraIssuers []identity.IssuerConfig
+	verifierOpts identity.Options
 }
 
 func withPolicy(p *decision.Policy) serviceOption {
 	return func(o *serviceOptions) { o.policy = p }
+}
+
+// withVerifierOptions sets the verifier's options (a clock, a shorter
+// refetch cooldown); startService always supplies the logger.
+func withVerifierOptions(opts identity.Options) serviceOption {
+	return func(o *serviceOptions) { o.verifierOpts = opts }
 }
 
 // withIssuer trusts another issuer too; only the dev issuer's keys are
@@ -96,7 +103,9 @@ func startService(t testing.TB, cfg server.Config, opts ...serviceOption) *servi
 	}
 	cfg.Dev = dev
 	issuers := append([]identity.IssuerConfig{dev.IssuerConfig()}, o.extraIssuers...)
-	verifier, err := identity.NewVerifier(issuers, identity.Options{Logger: logger})
+	vopts := o.verifierOpts
+	vopts.Logger = logger
+	verifier, err := identity.NewVerifier(issuers, vopts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,13 @@ type Resolver struct {
 // refused before they reach a router.
 const MaxPathLen = 4096
 
+// maxTargetLen bounds a target the Resolver routes. It is the serving
+// http.Server's header limit, not MaxPathLen: forward auth resolves the
+// proxy's X-Original-URI, query included, and must route every target the
+// API itself routes, or a long query string would be denied as
+// route_unknown at the proxy while the API allows it.
+const maxTargetLen = 64 << 10
+
 // NewResolver builds the routers for one policy revision. extraAPI adds
 // routes the serving Echo instance registers but the policy lacks, so both
 // routers hold the same route set and pick the same template for a path;
@@ -86,7 +93,7 @@ func find(e *echo.Echo, method, path string) string {
 // escaped) path when the target has escapes that matter, the decoded one
 // otherwise. Query and fragment never take part in routing.
 func routingPath(target string) (string, bool) {
-	if target == "" || len(target) > MaxPathLen || !strings.HasPrefix(target, "/") {
+	if target == "" || len(target) > maxTargetLen || !strings.HasPrefix(target, "/") {
 		return "", false
 	}
 	// ParseRequestURI is what net/http itself uses on a request line.
