@@ -31,6 +31,7 @@ type serveOptions struct {
 	clientIDs   []string
 	corsOrigins []string
 	logLevel    string
+	tokenCache  int
 
 	bundleURL      string
 	bundleResource string
@@ -75,6 +76,7 @@ environment, which wins over the --config file.
 	f.StringSliceVar(&o.clientIDs, "client-id", nil, "client ID allowed for the --issuer (repeatable)")
 	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "SPA origin allowed to call cross-origin (repeatable)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.IntVar(&o.tokenCache, "token-cache-size", 0, "verified tokens to remember (0: the default, 10000; -1: off, every request checks a signature)")
 	f.StringVar(&o.bundleURL, "bundle-url", "", "OPA bundle server to pull policies from, instead of --policies (base URL)")
 	f.StringVar(&o.bundleResource, "bundle-resource", "", `bundle path below --bundle-url (default "`+decision.DefaultBundleResource+`")`)
 	f.StringVar(&o.bundleKey, "bundle-public-key", "", "PEM public key bundles must be signed with (opa build --signing-key)")
@@ -152,7 +154,8 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 	defer l.Close()
 	base := "http://" + l.Addr().String()
 
-	cfg := server.Config{CORSOrigins: cors, PEPClients: fc.PEPClients, DecisionTTL: ttl}
+	cfg := server.Config{CORSOrigins: cors, PEPClients: fc.PEPClients, DecisionTTL: ttl,
+		TokenCacheSize: o.tokenCache}
 	if bundleCfg != nil {
 		// Until the first bundle is active the embedded policy answers and
 		// /health/ready says the service is not ready.
