@@ -20,12 +20,12 @@ import (
 // Subjects the AuthZEN tests ask about, and the tier data.subjects (or its
 // absence) gives each. With no entry, an authenticated subject is free.
 const (
-	alice      = "alice@example.com"      // entry: pro
-	paul       = "paul@example.com"       // entry: plus
-	nobody     = "nobody@example.com"     // no entry: free
-	elsewhere  = "elsewhere@example.com"  // entry pinned to another issuer: free here
-	devPinned  = "devpinned@example.com"  // entry pinned to the dev issuer: plus
-	downgraded = "downgraded@example.com" // entry: free, whatever a PEP asserts
+	subAlice      = "alice@example.com"      // entry: pro
+	subPaul       = "paul@example.com"       // entry: plus
+	subNobody     = "nobody@example.com"     // no entry: free
+	subElsewhere  = "elsewhere@example.com"  // entry pinned to another issuer: free here
+	subDevPinned  = "devpinned@example.com"  // entry pinned to the dev issuer: plus
+	subDowngraded = "downgraded@example.com" // entry: free, whatever a PEP asserts
 )
 
 // startAuthZEN starts the service with cfg and swaps in the embedded
@@ -36,13 +36,13 @@ func startAuthZEN(t *testing.T, cfg server.Config) (*service, string) {
 	t.Helper()
 	s := startService(t, cfg)
 	subjects := map[string]any{
-		alice:      map[string]any{"tier": "pro"},
-		paul:       map[string]any{"tier": "plus"},
-		elsewhere:  map[string]any{"tier": "pro", "iss": "https://elsewhere.example.com"},
-		devPinned:  map[string]any{"tier": "plus", "iss": s.base + "/dev"},
-		downgraded: map[string]any{"tier": "free"},
+		subAlice:      map[string]any{"tier": "pro"},
+		subPaul:       map[string]any{"tier": "plus"},
+		subElsewhere:  map[string]any{"tier": "pro", "iss": "https://elsewhere.example.com"},
+		subDevPinned:  map[string]any{"tier": "plus", "iss": s.base + "/dev"},
+		subDowngraded: map[string]any{"tier": "free"},
 	}
-	if _, err := s.engine.Load(context.Background(), policyWithSubjects(t, subjects)); err != nil {
+	if _, err := s.engine.Load(context.Background(), azPolicyWithSubjects(t, subjects)); err != nil {
 		t.Fatal(err)
 	}
 	pep, err := s.dev.Mint(identity.TokenRequest{Sub: "gateway"})
@@ -52,14 +52,14 @@ func startAuthZEN(t *testing.T, cfg server.Config) (*service, string) {
 	return s, pep.AccessToken
 }
 
-// pepConfig makes the dev client, whose tokens the tests mint, the PEP.
-func pepConfig(trusted bool) server.Config {
+// azPEPConfig makes the dev client, whose tokens the tests mint, the PEP.
+func azPEPConfig(trusted bool) server.Config {
 	return server.Config{PEPClients: []server.PEPClient{
 		{ClientID: identity.DevClientID, TrustSubjectProperties: trusted},
 	}}
 }
 
-func policyWithSubjects(t testing.TB, subjects map[string]any) *decision.Policy {
+func azPolicyWithSubjects(t testing.TB, subjects map[string]any) *decision.Policy {
 	t.Helper()
 	data, err := readPolicyFile("tierguard/data.json")
 	if err != nil {
@@ -113,25 +113,25 @@ func (s *service) azPost(t testing.TB, path, token, body string, header ...strin
 	return r
 }
 
-func user(id string) map[string]any { return map[string]any{"type": "user", "id": id} }
+func azUser(id string) map[string]any { return map[string]any{"type": "user", "id": id} }
 
-func act(name string) map[string]any { return map[string]any{"name": name} }
+func azAction(name string) map[string]any { return map[string]any{"name": name} }
 
-func res(typ, id string) map[string]any { return map[string]any{"type": typ, "id": id} }
+func azResource(typ, id string) map[string]any { return map[string]any{"type": typ, "id": id} }
 
-func eval(subject, action, resource map[string]any) map[string]any {
+func azEval(subject, action, resource map[string]any) map[string]any {
 	return map[string]any{"subject": subject, "action": action, "resource": resource}
 }
 
-// verdict is what the tests compare: the decision and its reason codes,
+// azVerdict is what the tests compare: the decision and its reason codes,
 // without the ids that change on every call.
-type verdict struct {
+type azVerdict struct {
 	Decision     bool
 	Reason       string
 	RequiredTier any
 }
 
-func verdictOf(t testing.TB, m map[string]any) verdict {
+func azVerdictOf(t testing.TB, m map[string]any) azVerdict {
 	t.Helper()
 	ctx, ok := m["context"].(map[string]any)
 	if !ok {
@@ -139,23 +139,25 @@ func verdictOf(t testing.TB, m map[string]any) verdict {
 	}
 	d, _ := m["decision"].(bool)
 	reason, _ := ctx["reason"].(string)
-	return verdict{Decision: d, Reason: reason, RequiredTier: ctx["required_tier"]}
+	return azVerdict{Decision: d, Reason: reason, RequiredTier: ctx["required_tier"]}
 }
 
+// The verdicts the tests want: allowed, or denied with the reason and
+// the tier that would help.
 var (
-	allowed    = verdict{true, "allowed", nil}
-	needsPlus  = verdict{false, "tier_required", "plus"}
-	needsPro   = verdict{false, "tier_required", "pro"}
-	routeUnkn  = verdict{false, "route_unknown", nil}
-	featUnkn   = verdict{false, "feature_unknown", nil}
-	resourceUn = verdict{false, "resource_unknown", nil}
+	azOK         = azVerdict{true, "allowed", nil}
+	azPlus       = azVerdict{false, "tier_required", "plus"}
+	azPro        = azVerdict{false, "tier_required", "pro"}
+	azNoRoute    = azVerdict{false, "route_unknown", nil}
+	azNoFeature  = azVerdict{false, "feature_unknown", nil}
+	azNoResource = azVerdict{false, "resource_unknown", nil}
 )
 
 // TestAuthZENEvaluation asks about every resource type for subjects whose
 // tier comes from data.subjects; the wanted answers are read off
 // policies/tierguard/data.json.
 func TestAuthZENEvaluation(t *testing.T) {
-	s, pep := startAuthZEN(t, pepConfig(false))
+	s, pep := startAuthZEN(t, azPEPConfig(false))
 	rev := s.engine.Current().ID
 
 	tests := []struct {
@@ -163,44 +165,44 @@ func TestAuthZENEvaluation(t *testing.T) {
 		subject string
 		action  string
 		typ, id string
-		want    verdict
+		want    azVerdict
 	}{
-		{"pro entry reaches the treasure map", alice, "GET", "route", "/api/treasure-map", allowed},
-		{"plus entry is refused admin", paul, "GET", "route", "/api/admin", needsPro},
-		{"no entry is free: a video by id", nobody, "GET", "route", "/api/videos/42", allowed},
-		{"no entry is free: no treasure map", nobody, "GET", "route", "/api/treasure-map", needsPlus},
-		{"query strings do not route", nobody, "GET", "route", "/api/videos/42?x=1", allowed},
-		{"method picks the route", paul, "POST", "route", "/api/playlists", allowed},
-		{"free may not delete a playlist", nobody, "DELETE", "route", "/api/playlists/7", needsPlus},
-		{"unknown route", alice, "GET", "route", "/api/nope", routeUnkn},
-		{"unknown method on a known path", alice, "PATCH", "route", "/api/profile", routeUnkn},
-		{"plus opens the protected page", paul, "view", "ui_route", "/protected-content", allowed},
-		{"free does not", nobody, "view", "ui_route", "/protected-content", needsPlus},
-		{"admin page needs pro", paul, "view", "ui_route", "/admin", needsPro},
-		{"page template resolves", nobody, "view", "ui_route", "/videos/42", allowed},
-		{"unknown page", alice, "view", "ui_route", "/nowhere", routeUnkn},
-		{"pro has 4k", alice, "use", "feature", "4k", allowed},
-		{"plus lacks 4k", paul, "use", "feature", "4k", needsPro},
-		{"free lacks hd", nobody, "use", "feature", "hd", needsPlus},
-		{"unknown feature", alice, "use", "feature", "teleport", featUnkn},
-		{"plus reads the map resource", paul, "read", "treasure-map", "the-map", allowed},
-		{"free does not", nobody, "read", "treasure-map", "the-map", needsPlus},
-		{"report export needs pro", paul, "export", "report", "q3", needsPro},
-		{"video download needs pro", nobody, "download", "video", "42", needsPro},
-		{"unknown resource type", alice, "read", "spaceship", "1", resourceUn},
-		{"unknown action on a known type", alice, "burn", "treasure-map", "the-map", resourceUn},
-		{"entry pinned to another issuer does not apply", elsewhere, "use", "feature", "4k", needsPro},
-		{"entry pinned to the PEP's issuer applies", devPinned, "use", "feature", "hd", allowed},
-		{"pinned plus still lacks 4k", devPinned, "use", "feature", "4k", needsPro},
+		{"pro entry reaches the treasure map", subAlice, "GET", "route", "/api/treasure-map", azOK},
+		{"plus entry is refused admin", subPaul, "GET", "route", "/api/admin", azPro},
+		{"no entry is free: a video by id", subNobody, "GET", "route", "/api/videos/42", azOK},
+		{"no entry is free: no treasure map", subNobody, "GET", "route", "/api/treasure-map", azPlus},
+		{"query strings do not route", subNobody, "GET", "route", "/api/videos/42?x=1", azOK},
+		{"method picks the route", subPaul, "POST", "route", "/api/playlists", azOK},
+		{"free may not delete a playlist", subNobody, "DELETE", "route", "/api/playlists/7", azPlus},
+		{"unknown route", subAlice, "GET", "route", "/api/nope", azNoRoute},
+		{"unknown method on a known path", subAlice, "PATCH", "route", "/api/profile", azNoRoute},
+		{"plus opens the protected page", subPaul, "view", "ui_route", "/protected-content", azOK},
+		{"free does not", subNobody, "view", "ui_route", "/protected-content", azPlus},
+		{"admin page needs pro", subPaul, "view", "ui_route", "/admin", azPro},
+		{"page template resolves", subNobody, "view", "ui_route", "/videos/42", azOK},
+		{"unknown page", subAlice, "view", "ui_route", "/nowhere", azNoRoute},
+		{"pro has 4k", subAlice, "use", "feature", "4k", azOK},
+		{"plus lacks 4k", subPaul, "use", "feature", "4k", azPro},
+		{"free lacks hd", subNobody, "use", "feature", "hd", azPlus},
+		{"unknown feature", subAlice, "use", "feature", "teleport", azNoFeature},
+		{"plus reads the map resource", subPaul, "read", "treasure-map", "the-map", azOK},
+		{"free does not", subNobody, "read", "treasure-map", "the-map", azPlus},
+		{"report export needs pro", subPaul, "export", "report", "q3", azPro},
+		{"video download needs pro", subNobody, "download", "video", "42", azPro},
+		{"unknown resource type", subAlice, "read", "spaceship", "1", azNoResource},
+		{"unknown action on a known type", subAlice, "burn", "treasure-map", "the-map", azNoResource},
+		{"entry pinned to another issuer does not apply", subElsewhere, "use", "feature", "4k", azPro},
+		{"entry pinned to the PEP's issuer applies", subDevPinned, "use", "feature", "hd", azOK},
+		{"pinned plus still lacks 4k", subDevPinned, "use", "feature", "4k", azPro},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body := eval(user(tt.subject), act(tt.action), res(tt.typ, tt.id))
+			body := azEval(azUser(tt.subject), azAction(tt.action), azResource(tt.typ, tt.id))
 			r := s.azPost(t, "/access/v1/evaluation", pep, mustJSON(body))
 			if r.status != 200 {
 				t.Fatalf("evaluation %s = %d %s, want 200", mustJSON(body), r.status, r.raw)
 			}
-			if got := verdictOf(t, r.body); got != tt.want {
+			if got := azVerdictOf(t, r.body); got != tt.want {
 				t.Errorf("evaluation %s = %+v, want %+v", mustJSON(body), got, tt.want)
 			}
 			ctx := r.body["context"].(map[string]any)
@@ -217,8 +219,8 @@ func TestAuthZENEvaluation(t *testing.T) {
 // TestAuthZENHeaders checks what every /access answer carries: the
 // revision, no-store, and the PEP's X-Request-ID echoed back.
 func TestAuthZENHeaders(t *testing.T) {
-	s, pep := startAuthZEN(t, pepConfig(false))
-	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/admin")))
+	s, pep := startAuthZEN(t, azPEPConfig(false))
+	body := mustJSON(azEval(azUser(subAlice), azAction("GET"), azResource("route", "/api/admin")))
 	for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
 		r := s.azPost(t, path, pep, body, "X-Request-ID", "bfe9eb29-ab87-4ca3-be83-a1d5d8305716")
 		if r.status != 200 || r.body["decision"] != true {
@@ -263,10 +265,11 @@ func TestAuthZENMetadata(t *testing.T) {
 // TestAuthZENOnlyForPEPs: the caller must bring a token, and its client
 // must be a configured PEP.
 func TestAuthZENOnlyForPEPs(t *testing.T) {
-	body := mustJSON(eval(user(alice), act("GET"), res("route", "/api/treasure-map")))
+	treasure := azResource("route", "/api/treasure-map")
+	body := mustJSON(azEval(azUser(subAlice), azAction("GET"), treasure))
 
 	t.Run("no token", func(t *testing.T) {
-		s, _ := startAuthZEN(t, pepConfig(false))
+		s, _ := startAuthZEN(t, azPEPConfig(false))
 		for _, path := range []string{"/access/v1/evaluation", "/access/v1/evaluations"} {
 			r := s.azPost(t, path, "", body)
 			if r.status != 401 || r.body["reason"] != "unauthenticated" {
@@ -283,7 +286,7 @@ func TestAuthZENOnlyForPEPs(t *testing.T) {
 	})
 
 	t.Run("bad token", func(t *testing.T) {
-		s, pep := startAuthZEN(t, pepConfig(false))
+		s, pep := startAuthZEN(t, azPEPConfig(false))
 		parts := strings.Split(pep, ".")
 		tampered := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
 		r := s.azPost(t, "/access/v1/evaluation", tampered, body)
@@ -318,7 +321,10 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 	withProps := func(id string, props map[string]any) map[string]any {
 		return map[string]any{"type": "user", "id": id, "properties": props}
 	}
-	proClaim := map[string]any{"tier": "pro", "ip_address": "172.217.22.14"}
+	// A large number as a property must reach the policy intact, not fail
+	// the evaluation.
+	proClaim := map[string]any{"tier": "pro", "ip_address": "172.217.22.14",
+		"logins": json.Number("12345678901234567890")}
 	plusGroup := map[string]any{"groups": []string{"Everyone", "tier-plus"}}
 	badGroups := map[string]any{"groups": "tier-pro"}
 
@@ -327,23 +333,23 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 		trusted bool
 		subject map[string]any
 		feature string
-		want    verdict
+		want    azVerdict
 	}{
-		{"untrusted: tier property ignored", false, withProps(nobody, proClaim), "4k", needsPro},
-		{"untrusted: groups ignored", false, withProps(nobody, plusGroup), "hd", needsPlus},
-		{"untrusted: bad properties ignored", false, withProps(nobody, badGroups), "hd", needsPlus},
-		{"trusted: tier property counts", true, withProps(nobody, proClaim), "4k", allowed},
-		{"trusted: tier group counts", true, withProps(nobody, plusGroup), "hd", allowed},
-		{"trusted: plus group is not pro", true, withProps(nobody, plusGroup), "4k", needsPro},
-		{"trusted: entry wins over properties", true, withProps(downgraded, proClaim), "hd", needsPlus},
-		{"trusted: no properties is free", true, user(nobody), "hd", needsPlus},
+		{"untrusted: tier property ignored", false, withProps(subNobody, proClaim), "4k", azPro},
+		{"untrusted: groups ignored", false, withProps(subNobody, plusGroup), "hd", azPlus},
+		{"untrusted: bad properties ignored", false, withProps(subNobody, badGroups), "hd", azPlus},
+		{"trusted: tier property counts", true, withProps(subNobody, proClaim), "4k", azOK},
+		{"trusted: tier group counts", true, withProps(subNobody, plusGroup), "hd", azOK},
+		{"trusted: plus group is not pro", true, withProps(subNobody, plusGroup), "4k", azPro},
+		{"trusted: entry wins over properties", true, withProps(subDowngraded, proClaim), "hd", azPlus},
+		{"trusted: no properties is free", true, azUser(subNobody), "hd", azPlus},
 	}
 	servers := map[bool]struct {
 		s   *service
 		pep string
 	}{}
 	for _, trusted := range []bool{false, true} {
-		s, pep := startAuthZEN(t, pepConfig(trusted))
+		s, pep := startAuthZEN(t, azPEPConfig(trusted))
 		servers[trusted] = struct {
 			s   *service
 			pep string
@@ -352,12 +358,12 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := servers[tt.trusted]
-			body := mustJSON(eval(tt.subject, act("use"), res("feature", tt.feature)))
+			body := mustJSON(azEval(tt.subject, azAction("use"), azResource("feature", tt.feature)))
 			r := srv.s.azPost(t, "/access/v1/evaluation", srv.pep, body)
 			if r.status != 200 {
 				t.Fatalf("evaluation %s = %d %s, want 200", body, r.status, r.raw)
 			}
-			if got := verdictOf(t, r.body); got != tt.want {
+			if got := azVerdictOf(t, r.body); got != tt.want {
 				t.Errorf("evaluation %s = %+v, want %+v", body, got, tt.want)
 			}
 		})
@@ -365,7 +371,8 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 
 	t.Run("trusted: malformed groups are a 400", func(t *testing.T) {
 		srv := servers[true]
-		body := mustJSON(eval(withProps(nobody, badGroups), act("use"), res("feature", "hd")))
+		hd := azResource("feature", "hd")
+		body := mustJSON(azEval(withProps(subNobody, badGroups), azAction("use"), hd))
 		r := srv.s.azPost(t, "/access/v1/evaluation", srv.pep, body)
 		if r.status != 400 || r.body["field"] != "subject.properties.groups" {
 			t.Errorf("evaluation %s = %d %s, want 400 naming subject.properties.groups",
@@ -376,22 +383,22 @@ func TestAuthZENSubjectProperties(t *testing.T) {
 	t.Run("trusted: subjects with different properties are decided apart", func(t *testing.T) {
 		srv := servers[true]
 		body := mustJSON(map[string]any{
-			"action": act("use"), "resource": res("feature", "4k"),
+			"action": azAction("use"), "resource": azResource("feature", "4k"),
 			"evaluations": []any{
-				map[string]any{"subject": withProps(nobody, proClaim)},
-				map[string]any{"subject": user(nobody)},
-				map[string]any{"subject": withProps(nobody, proClaim)},
+				map[string]any{"subject": withProps(subNobody, proClaim)},
+				map[string]any{"subject": azUser(subNobody)},
+				map[string]any{"subject": withProps(subNobody, proClaim)},
 			},
 		})
 		r := srv.s.azPost(t, "/access/v1/evaluations", srv.pep, body)
-		want := []verdict{allowed, needsPro, allowed}
-		if got := verdictsOf(t, r); !cmp.Equal(got, want) {
+		want := []azVerdict{azOK, azPro, azOK}
+		if got := azVerdictsOf(t, r); !cmp.Equal(got, want) {
 			t.Errorf("evaluations %s = %+v, want %+v", body, got, want)
 		}
 	})
 }
 
-func verdictsOf(t testing.TB, r response) []verdict {
+func azVerdictsOf(t testing.TB, r response) []azVerdict {
 	t.Helper()
 	if r.status != 200 {
 		t.Fatalf("evaluations = %d %s, want 200", r.status, r.raw)
@@ -400,9 +407,9 @@ func verdictsOf(t testing.TB, r response) []verdict {
 	if !ok {
 		t.Fatalf("no evaluations array: %s", r.raw)
 	}
-	out := make([]verdict, len(items))
+	out := make([]azVerdict, len(items))
 	for i, item := range items {
-		out[i] = verdictOf(t, item.(map[string]any))
+		out[i] = azVerdictOf(t, item.(map[string]any))
 	}
 	return out
 }
@@ -410,19 +417,20 @@ func verdictsOf(t testing.TB, r response) []verdict {
 // TestAuthZENEvaluations: defaults, overrides, request order, and each
 // evaluations_semantic cutting the same decisions short.
 func TestAuthZENEvaluations(t *testing.T) {
-	s, pep := startAuthZEN(t, pepConfig(false))
+	s, pep := startAuthZEN(t, azPEPConfig(false))
 
-	// paul is plus: allow, deny (pro), allow, deny (pro), allow.
+	// subPaul is plus: allow, deny (pro), allow, deny (pro), allow.
 	items := []any{
-		map[string]any{"resource": res("route", "/api/treasure-map")},
-		map[string]any{"resource": res("route", "/api/admin")},
-		map[string]any{"action": act("POST"), "resource": res("route", "/api/playlists")},
-		map[string]any{"action": act("use"), "resource": res("feature", "4k")},
-		map[string]any{"action": act("read"), "resource": res("treasure-map", "m")},
+		map[string]any{"resource": azResource("route", "/api/treasure-map")},
+		map[string]any{"resource": azResource("route", "/api/admin")},
+		map[string]any{"action": azAction("POST"), "resource": azResource("route", "/api/playlists")},
+		map[string]any{"action": azAction("use"), "resource": azResource("feature", "4k")},
+		map[string]any{"action": azAction("read"), "resource": azResource("treasure-map", "m")},
 	}
 	batch := func(semantic string, items []any) string {
 		b := map[string]any{
-			"subject": user(paul), "action": act("GET"), "context": map[string]any{"time": "now"},
+			"subject": azUser(subPaul), "action": azAction("GET"),
+			"context":     map[string]any{"time": "now"},
 			"evaluations": items,
 		}
 		if semantic != "" {
@@ -430,13 +438,13 @@ func TestAuthZENEvaluations(t *testing.T) {
 		}
 		return mustJSON(b)
 	}
-	all := []verdict{allowed, needsPro, allowed, needsPro, allowed}
+	all := []azVerdict{azOK, azPro, azOK, azPro, azOK}
 	denyFirst := []any{items[1], items[0], items[2]}
 
 	tests := []struct {
 		name string
 		body string
-		want []verdict
+		want []azVerdict
 	}{
 		{"default is execute_all", batch("", items), all},
 		{"execute_all", batch("execute_all", items), all},
@@ -444,19 +452,19 @@ func TestAuthZENEvaluations(t *testing.T) {
 		{"permit_on_first_permit stops after the first permit",
 			batch("permit_on_first_permit", items), all[:1]},
 		{"permit_on_first_permit after a deny", batch("permit_on_first_permit", denyFirst),
-			[]verdict{needsPro, allowed}},
+			[]azVerdict{azPro, azOK}},
 		{"deny_on_first_deny with no deny is all", batch("deny_on_first_deny",
-			[]any{items[0], items[2], items[4]}), []verdict{allowed, allowed, allowed}},
+			[]any{items[0], items[2], items[4]}), []azVerdict{azOK, azOK, azOK}},
 		{"item subject overrides the default", batch("", []any{
-			map[string]any{"resource": res("route", "/api/admin")},
-			map[string]any{"subject": user(alice), "resource": res("route", "/api/admin")},
-			map[string]any{"subject": user(nobody), "resource": res("route", "/api/treasure-map")},
-		}), []verdict{needsPro, allowed, needsPlus}},
+			map[string]any{"resource": azResource("route", "/api/admin")},
+			map[string]any{"subject": azUser(subAlice), "resource": azResource("route", "/api/admin")},
+			map[string]any{"subject": azUser(subNobody), "resource": items[0].(map[string]any)["resource"]},
+		}), []azVerdict{azPro, azOK, azPlus}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.azPost(t, "/access/v1/evaluations", pep, tt.body)
-			got := verdictsOf(t, r)
+			got := azVerdictsOf(t, r)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("evaluations %s (-want +got):\n%s", tt.body, diff)
 			}
@@ -472,30 +480,33 @@ func TestAuthZENEvaluations(t *testing.T) {
 	}
 
 	t.Run("without evaluations it is a single evaluation", func(t *testing.T) {
-		body := mustJSON(eval(user(paul), act("GET"), res("route", "/api/admin")))
+		body := mustJSON(azEval(azUser(subPaul), azAction("GET"), azResource("route", "/api/admin")))
 		r := s.azPost(t, "/access/v1/evaluations", pep, body)
-		if r.status != 200 || verdictOf(t, r.body) != needsPro || r.body["evaluations"] != nil {
+		if r.status != 200 || azVerdictOf(t, r.body) != azPro || r.body["evaluations"] != nil {
 			t.Errorf("evaluations without an array = %d %s, want a single deny needing pro",
 				r.status, r.raw)
 		}
 	})
 
 	t.Run("100 evaluations", func(t *testing.T) {
-		r := s.azPost(t, "/access/v1/evaluations", pep, batch("", repeat(items[0], server.MaxBatch)))
-		if got := verdictsOf(t, r); len(got) != server.MaxBatch || got[99] != allowed {
+		r := s.azPost(t, "/access/v1/evaluations", pep, batch("", azRepeat(items[0], server.MaxBatch)))
+		if got := azVerdictsOf(t, r); len(got) != server.MaxBatch || got[99] != azOK {
 			t.Errorf("100 evaluations gave %d answers, want 100 allows", len(got))
 		}
 	})
 
 	t.Run("101 evaluations", func(t *testing.T) {
-		r := s.azPost(t, "/access/v1/evaluations", pep, batch("", repeat(items[0], server.MaxBatch+1)))
-		if r.status != 400 || r.body["reason"] != "batch_too_large" || r.body["field"] != "evaluations" {
-			t.Errorf("101 evaluations = %d %s, want 400 batch_too_large on evaluations", r.status, r.raw)
+		body := batch("", azRepeat(items[0], server.MaxBatch+1))
+		r := s.azPost(t, "/access/v1/evaluations", pep, body)
+		if r.status != 400 || r.body["reason"] != "batch_too_large" ||
+			r.body["field"] != "evaluations" {
+			t.Errorf("101 evaluations = %d %s, want 400 batch_too_large on evaluations",
+				r.status, r.raw)
 		}
 	})
 }
 
-func repeat(item any, n int) []any {
+func azRepeat(item any, n int) []any {
 	out := make([]any, n)
 	for i := range out {
 		out[i] = item
@@ -506,7 +517,7 @@ func repeat(item any, n int) []any {
 // TestAuthZENRejectsMalformed: a malformed request is a 400 problem that
 // names the member, on either endpoint; nothing is decided.
 func TestAuthZENRejectsMalformed(t *testing.T) {
-	s, pep := startAuthZEN(t, pepConfig(false))
+	s, pep := startAuthZEN(t, azPEPConfig(false))
 	const (
 		sub  = `"subject":{"type":"user","id":"a"}`
 		get  = `"action":{"name":"GET"}`
@@ -579,7 +590,7 @@ func TestAuthZENRejectsMalformed(t *testing.T) {
 	t.Run("unknown members are ignored", func(t *testing.T) {
 		body := obj(good, `"page":{"next_token":""}`, `"subject_extra":1`)
 		r := s.azPost(t, "/access/v1/evaluation", pep, body)
-		if r.status != 200 || verdictOf(t, r.body) != allowed {
+		if r.status != 200 || azVerdictOf(t, r.body) != azOK {
 			t.Errorf("POST %s = %d %s, want 200 allowed", body, r.status, r.raw)
 		}
 	})

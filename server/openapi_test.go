@@ -28,9 +28,9 @@ import (
 var documentedPrefixes = []string{"/authz/", "/access/", "/.well-known/", "/health/",
 	"/metrics", "/openapi.json"}
 
-// newHandler builds the server without listening: enough to list its
+// openAPIHandler builds the server without listening: enough to list its
 // routes and to serve the static document.
-func newHandler(t testing.TB) *echo.Echo {
+func openAPIHandler(t testing.TB) *echo.Echo {
 	t.Helper()
 	p, err := decision.Embedded()
 	if err != nil {
@@ -44,7 +44,8 @@ func newHandler(t testing.TB) *echo.Echo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := identity.NewVerifier([]identity.IssuerConfig{dev.IssuerConfig()}, identity.Options{})
+	issuers := []identity.IssuerConfig{dev.IssuerConfig()}
+	verifier, err := identity.NewVerifier(issuers, identity.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func openAPIPath(template string) string {
 	return strings.Join(parts, "/")
 }
 
-var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 // TestOpenAPIDocumentsEveryRoute keeps the document and the router in
 // step, both ways: every public route Echo serves is documented with its
@@ -96,7 +97,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}
 
 	served := map[string]bool{}
-	for _, r := range newHandler(t).Routes() {
+	for _, r := range openAPIHandler(t).Routes() {
 		documented := slices.ContainsFunc(documentedPrefixes, func(p string) bool {
 			return strings.HasPrefix(r.Path, p)
 		})
@@ -120,7 +121,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 
 	for path, v := range paths {
 		item := v.(map[string]any)
-		for _, method := range httpMethods {
+		for _, method := range openAPIMethods {
 			if _, ok := item[method]; ok && !served[method+" "+path] {
 				t.Errorf("openapi.json documents %s %s, which the server does not serve",
 					strings.ToUpper(method), path)
@@ -147,7 +148,7 @@ func TestOpenAPIIsWellFormed(t *testing.T) {
 		switch v := v.(type) {
 		case map[string]any:
 			if ref, ok := v["$ref"].(string); ok {
-				if _, err := pointer(doc, ref); err != nil {
+				if _, err := jsonPointer(doc, ref); err != nil {
 					t.Errorf("%s: $ref %q: %v", at, ref, err)
 				}
 			}
@@ -164,7 +165,7 @@ func TestOpenAPIIsWellFormed(t *testing.T) {
 
 	ids := map[string]string{}
 	for path, v := range doc["paths"].(map[string]any) {
-		for _, method := range httpMethods {
+		for _, method := range openAPIMethods {
 			op, ok := v.(map[string]any)[method].(map[string]any)
 			if !ok {
 				continue
@@ -183,7 +184,7 @@ func TestOpenAPIIsWellFormed(t *testing.T) {
 		}
 	}
 
-	problem, err := pointer(doc, "#/components/schemas/Problem")
+	problem, err := jsonPointer(doc, "#/components/schemas/Problem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,34 +194,34 @@ func TestOpenAPIIsWellFormed(t *testing.T) {
 	}
 }
 
-// pointer resolves a local JSON pointer (RFC 6901) such as
+// jsonPointer resolves a local JSON jsonPointer (RFC 6901) such as
 // "#/components/schemas/Problem" in doc.
-func pointer(doc map[string]any, ref string) (any, error) {
+func jsonPointer(doc map[string]any, ref string) (any, error) {
 	rest, ok := strings.CutPrefix(ref, "#/")
 	if !ok {
-		return nil, errNotLocal
+		return nil, errPointerNotLocal
 	}
 	var cur any = doc
 	for _, token := range strings.Split(rest, "/") {
 		token = strings.ReplaceAll(strings.ReplaceAll(token, "~1", "/"), "~0", "~")
 		m, ok := cur.(map[string]any)
 		if !ok {
-			return nil, errNoTarget
+			return nil, errPointerNoTarget
 		}
 		if cur, ok = m[token]; !ok {
-			return nil, errNoTarget
+			return nil, errPointerNoTarget
 		}
 	}
 	return cur, nil
 }
 
-type refError string
+type jsonPointerError string
 
-func (e refError) Error() string { return string(e) }
+func (e jsonPointerError) Error() string { return string(e) }
 
 const (
-	errNotLocal refError = "not a local reference"
-	errNoTarget refError = "points at nothing"
+	errPointerNotLocal jsonPointerError = "not a local reference"
+	errPointerNoTarget jsonPointerError = "points at nothing"
 )
 
 // TestOpenAPIServed: GET /openapi.json serves the file in the repository,
@@ -231,7 +232,7 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	newHandler(t).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	openAPIHandler(t).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
 	got, _ := io.ReadAll(rec.Body)
 	if rec.Code != http.StatusOK || !bytes.Equal(got, want) {
 		t.Errorf("GET /openapi.json = %d, %d bytes; want 200 and the %d bytes of openapi.json",
