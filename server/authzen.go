@@ -279,8 +279,8 @@ func (s *Server) evaluate(c echo.Context, reqs []azRequest) ([]azResult, error) 
 		g.checks = append(g.checks, check)
 	}
 	if ignored {
-		s.logger.Debug("authzen subject properties ignored: the PEP is not trusted to assert them",
-			slog.String("client_id", pep.ClientID))
+		// Not trusted to assert them (PEPClient.TrustSubjectProperties).
+		s.logger.Debug("authzen subject properties ignored", slog.String("client_id", pep.ClientID))
 	}
 
 	out := make([]azResult, len(reqs))
