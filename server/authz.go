@@ -146,11 +146,16 @@ func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller
 		}
 	}
 
-	elapsed := time.Since(start)
+	each := time.Since(start) / time.Duration(max(len(out), 1))
+	batchID := ""
+	if s.cfg.DecisionLog != nil && len(out) > 1 {
+		batchID = newDecisionID()
+	}
 	ids := make([]string, len(out))
 	for i, d := range out {
 		ids[i] = newDecisionID()
-		s.metrics.observe(checks[i], d, elapsed/time.Duration(len(out)))
+		s.metrics.observe(checks[i], d, each)
+		s.logDecision(c.Request().Context(), who.id, checks[i], d, ids[i], batchID, each)
 	}
 	return out, ids
 }

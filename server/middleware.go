@@ -148,7 +148,9 @@ func (s *Server) decide(c echo.Context, who *caller, check decision.Check) (deci
 		})
 	}
 	decisionID := newDecisionID()
-	s.metrics.observe(check, d, time.Since(start))
+	elapsed := time.Since(start)
+	s.metrics.observe(check, d, elapsed)
+	s.logDecision(c.Request().Context(), who.id, check, d, decisionID, "", elapsed)
 	return d, decisionID
 }
 

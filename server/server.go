@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/decision/decisionlog"
 	"github.com/tierguard/tierguard/server/identity"
 )
 
@@ -59,6 +60,9 @@ type Config struct {
 	// DefaultTokenCacheSize); negative turns the cache off, so every
 	// request verifies its token's signature.
 	TokenCacheSize int
+	// DecisionLog, when set, receives one entry per decision (one per
+	// item of a batch). The server does not close it.
+	DecisionLog *decisionlog.Logger
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
