@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/tierguard/tierguard/decision/decisionlog"
 	"github.com/tierguard/tierguard/server"
 	"github.com/tierguard/tierguard/server/identity"
 )
@@ -25,6 +26,8 @@ type fileConfig struct {
 	Issuers     []fileIssuer       `json:"issuers"`
 	PEPClients  []server.PEPClient `json:"pep_clients"`
 	Bundle      fileBundle         `json:"bundle"`
+
+	DecisionLogs fileDecisionLogs `json:"decision_logs"`
 }
 
 // fileBundle is bundle mode: policies from an OPA bundle server. The
@@ -40,6 +43,18 @@ type fileBundle struct {
 	PollMin               string `json:"poll_min"`
 	PollMax               string `json:"poll_max"`
 	LongPollTimeout       string `json:"long_poll_timeout"`
+}
+
+// fileDecisionLogs is where decision logs go. Mask rules follow OPA's:
+// "/input/subject/claims/email" erases, {op: upsert, path, value} replaces.
+type fileDecisionLogs struct {
+	Console       bool                   `json:"console"`
+	URL           string                 `json:"url"`
+	Resource      string                 `json:"resource"`
+	BearerToken   string                 `json:"bearer_token"`
+	Labels        map[string]string      `json:"labels"`
+	Mask          []decisionlog.MaskRule `json:"mask"`
+	FlushInterval string                 `json:"flush_interval"`
 }
 
 type fileIssuer struct {

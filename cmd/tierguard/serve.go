@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/decision/decisionlog"
 	"github.com/tierguard/tierguard/server"
 	"github.com/tierguard/tierguard/server/identity"
 )
@@ -33,6 +34,8 @@ type serveOptions struct {
 	logLevel    string
 	tokenCache  int
 
+	logConsole     bool
+	logURL         string
 	bundleURL      string
 	bundleResource string
 	bundleKey      string
@@ -77,6 +80,8 @@ environment, which wins over the --config file.
 	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "SPA origin allowed to call cross-origin (repeatable)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&o.tokenCache, "token-cache-size", 0, "verified tokens to remember (0: the default, 10000; -1: off, every request checks a signature)")
+	f.BoolVar(&o.logConsole, "decision-log-console", false, "write one decision-log event per decision to stdout, as JSON in OPA's format")
+	f.StringVar(&o.logURL, "decision-log-url", "", "upload decision logs to this OPA-compatible collector (POST <url>/logs, gzip)")
 	f.StringVar(&o.bundleURL, "bundle-url", "", "OPA bundle server to pull policies from, instead of --policies (base URL)")
 	f.StringVar(&o.bundleResource, "bundle-resource", "", `bundle path below --bundle-url (default "`+decision.DefaultBundleResource+`")`)
 	f.StringVar(&o.bundleKey, "bundle-public-key", "", "PEM public key bundles must be signed with (opa build --signing-key)")
@@ -183,6 +188,21 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 		}
 	}
 
+	if cfg.DecisionLog, err = decisionLogger(o, fc.DecisionLogs, logger); err != nil {
+		return err
+	}
+	if cfg.DecisionLog != nil {
+		defer func() {
+			// Flush what is buffered, but never hang a shutdown on a
+			// collector that is down.
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := cfg.DecisionLog.Close(flushCtx); err != nil {
+				logger.Warn("decision log not fully flushed", slog.Any("error", err))
+			}
+		}()
+	}
+
 	verifier, err := identity.NewVerifier(issuers, identity.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -216,6 +236,30 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 		printDevBanner(cmd, base, appDir != "")
 	}
 	return srv.Serve(ctx, l, 10*time.Second)
+}
+
+// decisionLogger builds the decision log from flags over the config file,
+// or nil when neither asks for one.
+func decisionLogger(o serveOptions, fl fileDecisionLogs, logger *slog.Logger) (*decisionlog.Logger, error) {
+	cfg := decisionlog.Config{
+		Console:     o.logConsole || fl.Console,
+		URL:         firstOf(o.logURL, fl.URL),
+		Resource:    fl.Resource,
+		BearerToken: fl.BearerToken,
+		Labels:      fl.Labels,
+		Mask:        fl.Mask,
+	}
+	if !cfg.Console && cfg.URL == "" {
+		if fl.Resource != "" || len(fl.Mask) > 0 || len(fl.Labels) > 0 || fl.BearerToken != "" {
+			return nil, errors.New("config decision_logs needs console: true or a url")
+		}
+		return nil, nil
+	}
+	var err error
+	if cfg.FlushInterval, err = optionalDuration(fl.FlushInterval); err != nil {
+		return nil, fmt.Errorf("config decision_logs.flush_interval: %w", err)
+	}
+	return decisionlog.New(cfg, logger)
 }
 
 // loadEngine starts from the embedded policies, or from dir after it has
