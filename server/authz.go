@@ -147,6 +147,7 @@ func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller
 	}
 
 	each := time.Since(start) / time.Duration(max(len(out), 1))
+	subject := subjectOf(who.id)
 	batchID := ""
 	if s.cfg.DecisionLog != nil && len(out) > 1 {
 		batchID = newDecisionID()
@@ -155,7 +156,7 @@ func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller
 	for i, d := range out {
 		ids[i] = newDecisionID()
 		s.metrics.observe(checks[i], d, each)
-		s.logDecision(c.Request().Context(), who.id, checks[i], d, ids[i], batchID, each)
+		s.logDecision(c.Request().Context(), subject, who.id.Profile, checks[i], d, ids[i], batchID, each)
 	}
 	return out, ids
 }

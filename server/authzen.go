@@ -289,9 +289,14 @@ func (s *Server) evaluate(c echo.Context, reqs []azRequest) ([]azResult, error) 
 		start := time.Now()
 		ds := rev.DecideBatch(c.Request().Context(), g.subject, nil, g.checks)
 		share := time.Since(start) / time.Duration(len(ds))
+		batchID := ""
+		if s.cfg.DecisionLog != nil && len(reqs) > 1 {
+			batchID = newDecisionID()
+		}
 		for j, d := range ds {
 			decisionID := newDecisionID()
 			s.metrics.observe(g.checks[j], d, share)
+			s.logDecision(c.Request().Context(), g.subject, nil, g.checks[j], d, decisionID, batchID, share)
 			out[g.index[j]] = azResult{Decision: d.Allow, Context: azContext{
 				Reason: d.Reason, RequiredTier: tierOf(d.RequiredTier),
 				DecisionID: decisionID, Revision: rev.ID,

@@ -6,14 +6,13 @@ import (
 
 	"github.com/tierguard/tierguard/decision"
 	"github.com/tierguard/tierguard/decision/decisionlog"
-	"github.com/tierguard/tierguard/server/identity"
 )
 
 // logDecision records one decision in the decision log, when one is
 // configured. The entry's input is the decision input exactly as the
 // policy saw it: verified claims and the check, never a token.
-func (s *Server) logDecision(ctx context.Context, id identity.Identity, check decision.Check,
-	d decision.Decision, decisionID, batchID string, latency time.Duration) {
+func (s *Server) logDecision(ctx context.Context, subject decision.Subject, profile map[string]any,
+	check decision.Check, d decision.Decision, decisionID, batchID string, latency time.Duration) {
 	if s.cfg.DecisionLog == nil {
 		return
 	}
@@ -27,25 +26,25 @@ func (s *Server) logDecision(ctx context.Context, id identity.Identity, check de
 		Revision:   d.Revision,
 		Path:       path,
 		Timestamp:  s.cfg.Now().UTC(),
-		Input:      logInput(id, check),
+		Input:      logInput(subject, profile, check),
 		Result:     d,
 		Latency:    latency,
 	})
 }
 
-func logInput(id identity.Identity, c decision.Check) map[string]any {
-	subject := map[string]any{"authenticated": id.Authenticated}
-	if id.Authenticated {
-		subject["iss"] = id.Issuer
-		subject["sub"] = id.Subject
-		subject["client_id"] = id.ClientID
-		subject["scopes"] = id.Scopes
-		subject["groups"] = id.Groups
-		subject["claims"] = id.Claims
+func logInput(s decision.Subject, profile map[string]any, c decision.Check) map[string]any {
+	subject := map[string]any{"authenticated": s.Authenticated}
+	if s.Authenticated {
+		subject["iss"] = s.Issuer
+		subject["sub"] = s.Subject
+		subject["client_id"] = s.ClientID
+		subject["scopes"] = s.Scopes
+		subject["groups"] = s.Groups
+		subject["claims"] = s.Claims
 	}
 	in := map[string]any{"subject": subject, "check": c}
-	if id.Profile != nil {
-		in["profile"] = id.Profile
+	if profile != nil {
+		in["profile"] = profile
 	}
 	return in
 }

@@ -150,7 +150,7 @@ func (s *Server) decide(c echo.Context, who *caller, check decision.Check) (deci
 	decisionID := newDecisionID()
 	elapsed := time.Since(start)
 	s.metrics.observe(check, d, elapsed)
-	s.logDecision(c.Request().Context(), who.id, check, d, decisionID, "", elapsed)
+	s.logDecision(c.Request().Context(), subjectOf(who.id), who.id.Profile, check, d, decisionID, "", elapsed)
 	return d, decisionID
 }
 
