@@ -104,6 +104,26 @@ func TestNginxForwardAuth(t *testing.T) {
 		})
 	}
 
+	// A client naming another request in the headers nginx sends tierguard
+	// is not believed: the config sets them from the request itself.
+	t.Run("anonymous, claiming to want the news", func(t *testing.T) {
+		req, err := http.NewRequest(http.MethodGet, proxy+"/api/treasure-map", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", "/api/news")
+		req.Header.Set("X-Forwarded-Uri", "/api/news")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET /api/treasure-map with X-Original-URI /api/news = %d, want 401", resp.StatusCode)
+		}
+	})
+
 	// Denied requests never reached the upstream.
 	if n := api.requests(); n != allowed {
 		t.Errorf("the upstream answered %d requests, want %d (the allowed ones); its log:\n%s",
