@@ -37,6 +37,8 @@ type fileBundle struct {
 	Resource  string `json:"resource"`
 	PublicKey string `json:"public_key"` // a PEM file
 	Dir       string `json:"dir"`
+	// BearerToken is sent to the bundle server; it is never logged.
+	BearerToken string `json:"bearer_token"`
 	// InsecureAllowUnsigned accepts bundles without a signature when no
 	// public key is given: whoever answers for the bundle server decides.
 	InsecureAllowUnsigned bool   `json:"insecure_allow_unsigned"`

@@ -297,6 +297,7 @@ func bundleConfig(o serveOptions, fb fileBundle) (*decision.BundleConfig, error)
 		URL:                   url,
 		Resource:              firstOf(o.bundleResource, fb.Resource),
 		PersistDir:            firstOf(o.bundleDir, fb.Dir),
+		BearerToken:           fb.BearerToken,
 		InsecureAllowUnsigned: o.bundleInsecure || fb.InsecureAllowUnsigned,
 	}
 	if keyFile := firstOf(o.bundleKey, fb.PublicKey); keyFile != "" {
