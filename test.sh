@@ -18,6 +18,23 @@ go vet ./...
 echo "== go test"
 go test -count=1 ./...
 
+# Bounded fuzzing: each target for FUZZTIME (10 s), about two minutes in
+# all. Only under CI or FUZZ=1, so the default local run stays fast; the
+# seed corpora under testdata/fuzz run in every `go test` above.
+if [ "${CI:-}" = "true" ] || [ "${FUZZ:-}" = "1" ]; then
+  echo "== go fuzz (${FUZZTIME:-10s} each)"
+  fuzz() {
+    local pkg=$1
+    shift
+    for target in "$@"; do
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" \
+        -fuzzminimizetime 200x "$pkg"
+    done
+  }
+  fuzz ./server/ FuzzResolveAPI FuzzResolveUI FuzzParseChecks FuzzAuthZEN
+  fuzz ./server/identity/ FuzzBearerToken FuzzIDTokenHeader FuzzVerify
+fi
+
 if [ -x web/test.sh ]; then
   echo "== web"
   web/test.sh
