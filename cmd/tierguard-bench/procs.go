@@ -86,6 +86,9 @@ type proc struct {
 	log  string
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
+	// tableOff is why a tierguard serves without its decision table, when
+	// it does: the rows then measure full evaluation, and say so.
+	tableOff string
 }
 
 // procs tracks every started process, so that every exit path stops them.
@@ -212,10 +215,20 @@ func (p *proc) tail() string {
 	return string(raw)
 }
 
-// logHas reports whether p's log holds s.
-func (p *proc) logHas(s string) bool {
+// tableDisabled is the reason a tierguard logged for disabling a
+// decision table, or "".
+func (p *proc) tableDisabled() string {
 	raw, _ := os.ReadFile(p.log)
-	return bytes.Contains(raw, []byte(s))
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		var entry struct {
+			Msg    string `json:"msg"`
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(line, &entry) == nil && strings.HasPrefix(entry.Msg, "decision table disabled") {
+			return entry.Reason
+		}
+	}
+	return ""
 }
 
 // devToken asks a tierguard --dev for an access token of the given tier.
