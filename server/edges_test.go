@@ -215,6 +215,28 @@ func TestForwardAuth(t *testing.T) {
 	if r.status != 400 {
 		t.Errorf("forward without the original request's headers = %d, want 400", r.status)
 	}
+
+	// A client's own X-Original-* copied through by a proxy must not name
+	// another request than the proxy's X-Forwarded-* does.
+	spoof := []string{"X-Original-Method", "GET", "X-Original-URI", "/api/news",
+		"X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/api/treasure-map"}
+	r = s.do(t, "GET", "/authz/forward", free, nil, spoof...)
+	if r.status != 400 || r.header.Get("Tierguard-Reason") != "invalid_request" {
+		t.Errorf("disagreeing proxy headers = %d %q, want 400 invalid_request",
+			r.status, r.header.Get("Tierguard-Reason"))
+	}
+	pinned := startService(t, server.Config{ForwardAuthProxy: server.ProxyTraefik})
+	r = pinned.do(t, "GET", "/authz/forward", pinned.token(t, "free"), nil, spoof...)
+	if r.status != 403 || r.header.Get("Tierguard-Reason") != "tier_required" {
+		t.Errorf("pinned to traefik, spoofed X-Original-URI = %d %q, want the treasure map's 403",
+			r.status, r.header.Get("Tierguard-Reason"))
+	}
+
+	r = s.do(t, "GET", "/authz/forward", "aaa.bbb.ccc", nil, "X-Original-Method", "GET", "X-Original-URI", "/api/news")
+	if r.status != 401 || r.header.Get("Tierguard-Reason") != "token_malformed" {
+		t.Errorf("forward with a bad token = %d %q, want 401 with Tierguard-Reason token_malformed",
+			r.status, r.header.Get("Tierguard-Reason"))
+	}
 }
 
 func TestHealthAndMetrics(t *testing.T) {

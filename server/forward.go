@@ -14,15 +14,16 @@ import (
 // same router as everything else and decided as an api check. The answer
 // is in the status (200, 401, 403) and the Tierguard-* headers; the proxy
 // passes or refuses the original request on that.
+//
+// Danger: a proxy that copies the client's own headers into the
+// sub-request (Traefik does by default) would let a client name a
+// different request than the one it makes. Config.ForwardAuthProxy pins
+// the one header set to read; left unset, a request carrying both sets
+// that disagree is refused rather than guessed at.
 func (s *Server) forward(c echo.Context) error {
-	h := c.Request().Header
-	method, uri := h.Get("X-Original-Method"), h.Get("X-Original-URI")
-	if method == "" && uri == "" {
-		method, uri = h.Get("X-Forwarded-Method"), h.Get("X-Forwarded-Uri")
-	}
-	if method == "" || uri == "" {
-		return newError(http.StatusBadRequest, reasonInvalidRequest,
-			"send X-Original-Method and X-Original-URI, or X-Forwarded-Method and X-Forwarded-Uri")
+	method, uri, err := originalRequest(c.Request().Header, s.cfg.ForwardAuthProxy)
+	if err != nil {
+		return err
 	}
 	if !validMethod(method) {
 		return badField("method", "must be an HTTP method in upper case")
@@ -45,4 +46,36 @@ func (s *Server) forward(c echo.Context) error {
 		return c.NoContent(http.StatusOK)
 	}
 	return denial(d, decisionID, !who.id.Authenticated)
+}
+
+// Proxies whose headers forward auth reads; see Config.ForwardAuthProxy.
+const (
+	ProxyNginx   = "nginx"
+	ProxyTraefik = "traefik"
+)
+
+func originalRequest(h http.Header, proxy string) (method, uri string, err error) {
+	nm, nu := h.Get("X-Original-Method"), h.Get("X-Original-URI")
+	tm, tu := h.Get("X-Forwarded-Method"), h.Get("X-Forwarded-Uri")
+	switch proxy {
+	case ProxyNginx:
+		method, uri = nm, nu
+	case ProxyTraefik:
+		method, uri = tm, tu
+	default:
+		nginx, traefik := nm != "" || nu != "", tm != "" || tu != ""
+		if nginx && traefik && (nm != tm || nu != tu) {
+			return "", "", newError(http.StatusBadRequest, reasonInvalidRequest,
+				"the X-Original-* and X-Forwarded-* headers name different requests")
+		}
+		method, uri = nm, nu
+		if !nginx {
+			method, uri = tm, tu
+		}
+	}
+	if method == "" || uri == "" {
+		return "", "", newError(http.StatusBadRequest, reasonInvalidRequest,
+			"send X-Original-Method and X-Original-URI, or X-Forwarded-Method and X-Forwarded-Uri")
+	}
+	return method, uri, nil
 }

@@ -56,15 +56,15 @@ func TestNginxForwardAuth(t *testing.T) {
 			"route_unknown", "", ""},
 		{"anonymous, an undeclared route", "/api/vault", "", 403, "route_unknown", "", ""},
 
-		// A refused token is refused before any decision: no reason or
-		// decision id in headers, only WWW-Authenticate (the reason code is
-		// in the problem body, which nginx drops). Known gap, reported.
-		{"bad token, public news", "/api/news", "Bearer aaa.bbb.ccc", 401, "", "", ""},
-		{"forged signature, public news", "/api/news", "Bearer " + forge(plus), 401, "", "", ""},
+		// A refused token is refused before any decision: the reason code
+		// travels in Tierguard-Reason (nginx drops the problem body), with
+		// WWW-Authenticate, and there is no decision id.
+		{"bad token, public news", "/api/news", "Bearer aaa.bbb.ccc", 401, "token_malformed", "", ""},
+		{"forged signature, public news", "/api/news", "Bearer " + forge(plus), 401, "token_signature", "", ""},
 		// Not a bearer token at all: tierguard answers 400, a status
 		// auth_request does not know, so nginx answers 500. Closed, but
 		// not the 400 a direct caller gets; docs/forward-auth.md says so.
-		{"malformed Authorization header", "/api/news", "Bearer not a token", 500, "", "", ""},
+		{"malformed Authorization header", "/api/news", "Bearer not a token", 500, "invalid_request", "", ""},
 	}
 	allowed := 0
 	for _, tt := range tests {
@@ -78,12 +78,15 @@ func TestNginxForwardAuth(t *testing.T) {
 				t.Errorf("GET %s through nginx = %s, want %s; body:\n%s", tt.path, got, want, body)
 			}
 			decisionID := h.Get("Tierguard-Decision-Id")
-			if tt.reason != "" && decisionID == "" {
+			// Credentials are refused before any decision: no decision id.
+			tokenRefused := strings.HasPrefix(tt.reason, "token_")
+			decided := tt.reason != "" && !tokenRefused && tt.reason != "invalid_request"
+			if decided && decisionID == "" {
 				t.Errorf("GET %s through nginx: no Tierguard-Decision-Id", tt.path)
 			}
 			// nginx passes tierguard's challenge on with a 401.
 			challenge, wantChallenge := h.Get("WWW-Authenticate"), "Bearer"
-			if tt.reason == "" {
+			if tokenRefused {
 				wantChallenge = `Bearer error="invalid_token"`
 			}
 			if tt.status == http.StatusUnauthorized && !strings.HasPrefix(challenge, wantChallenge) {

@@ -97,6 +97,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		h.Set(kv[0], kv[1])
 	}
 	h.Set(echo.HeaderCacheControl, "no-store")
+	if c.Path() == forwardPath {
+		// A proxy drops the body: the reason must travel as a header.
+		h.Set(headerReason, p.Reason)
+	}
 
 	level := slog.LevelInfo
 	if p.Status >= 500 {

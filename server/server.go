@@ -60,6 +60,11 @@ type Config struct {
 	// DefaultTokenCacheSize); negative turns the cache off, so every
 	// request verifies its token's signature.
 	TokenCacheSize int
+	// ForwardAuthProxy pins the headers /authz/forward reads the original
+	// request from: ProxyNginx (X-Original-*) or ProxyTraefik
+	// (X-Forwarded-*). Empty reads either, and refuses a request carrying
+	// both that disagree.
+	ForwardAuthProxy string
 	// DecisionLog, when set, receives one entry per decision (one per
 	// item of a batch). The server does not close it.
 	DecisionLog *decisionlog.Logger
@@ -94,11 +99,19 @@ func (c Config) Validate() error {
 			return errors.New("server: a PEP client needs a client_id")
 		}
 	}
+	switch c.ForwardAuthProxy {
+	case "", ProxyNginx, ProxyTraefik:
+	default:
+		return fmt.Errorf("server: forward-auth proxy %q is neither nginx nor traefik", c.ForwardAuthProxy)
+	}
 	if c.DecisionTTL < 0 {
 		return errors.New("server: decision TTL must be positive")
 	}
 	return nil
 }
+
+// forwardPath is the forward-auth endpoint of the contract.
+const forwardPath = "/authz/forward"
 
 // Server is the configured Echo application.
 type Server struct {
@@ -225,7 +238,7 @@ func (s *Server) routes() *echo.Echo {
 	authz := e.Group("/authz", limit, s.revisionHeader, s.authenticate)
 	authz.POST("/check", s.check)
 	authz.GET("/routes", s.routeMap)
-	authz.GET("/forward", s.forward)
+	authz.GET(strings.TrimPrefix(forwardPath, "/authz"), s.forward)
 
 	s.registerAuthZEN(e, limit)
 

@@ -27,7 +27,8 @@ type fileConfig struct {
 	PEPClients  []server.PEPClient `json:"pep_clients"`
 	Bundle      fileBundle         `json:"bundle"`
 
-	DecisionLogs fileDecisionLogs `json:"decision_logs"`
+	DecisionLogs     fileDecisionLogs `json:"decision_logs"`
+	ForwardAuthProxy string           `json:"forward_auth_proxy"`
 }
 
 // fileBundle is bundle mode: policies from an OPA bundle server. The

@@ -34,6 +34,7 @@ type serveOptions struct {
 	logLevel    string
 	tokenCache  int
 
+	forwardProxy   string
 	logConsole     bool
 	logURL         string
 	bundleURL      string
@@ -80,6 +81,7 @@ environment, which wins over the --config file.
 	f.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "SPA origin allowed to call cross-origin (repeatable)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&o.tokenCache, "token-cache-size", 0, "verified tokens to remember (0: the default, 10000; -1: off, every request checks a signature)")
+	f.StringVar(&o.forwardProxy, "forward-auth-proxy", "", "read /authz/forward's original request only from nginx (X-Original-*) or traefik (X-Forwarded-*) headers; default either, refusing both when they disagree")
 	f.BoolVar(&o.logConsole, "decision-log-console", false, "write one decision-log event per decision to stdout, as JSON in OPA's format")
 	f.StringVar(&o.logURL, "decision-log-url", "", "upload decision logs to this OPA-compatible collector (POST <url>/logs, gzip)")
 	f.StringVar(&o.bundleURL, "bundle-url", "", "OPA bundle server to pull policies from, instead of --policies (base URL)")
@@ -160,7 +162,7 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 	base := "http://" + l.Addr().String()
 
 	cfg := server.Config{CORSOrigins: cors, PEPClients: fc.PEPClients, DecisionTTL: ttl,
-		TokenCacheSize: o.tokenCache}
+		TokenCacheSize: o.tokenCache, ForwardAuthProxy: firstOf(o.forwardProxy, fc.ForwardAuthProxy)}
 	if bundleCfg != nil {
 		// Until the first bundle is active the embedded policy answers and
 		// /health/ready says the service is not ready.
