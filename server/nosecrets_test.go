@@ -52,7 +52,6 @@ func decodeJSON(t testing.TB, body string, v any) {
 	}
 }
 
-
 // TestNoSecretInLogs runs a session that puts credentials everywhere a
 // client might, by design or by mistake: both token headers, bad and
 // mismatched tokens, a token in the query, in the path, in a check, in
