@@ -12,6 +12,11 @@ go tool opa check --strict policies/
 go tool opa test --coverage --threshold 95 policies/ >/dev/null
 go tool opa test policies/
 
+if command -v npm >/dev/null && [ ! -d server/identity/testdata/oidc-provider/node_modules ]; then
+  echo "== npm ci: the OpenID provider the identity tests run"
+  npm ci --no-audit --no-fund --prefix server/identity/testdata/oidc-provider
+fi
+
 echo "== go vet"
 go vet ./...
 
