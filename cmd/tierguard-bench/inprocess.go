@@ -23,11 +23,13 @@ type inProcess struct {
 
 	swapRoutes   int
 	swaps        []time.Duration // decision.LoadFS + Engine.Load
+	loads        []time.Duration // decision.LoadFS alone
 	tableBuilds  []time.Duration // from the swap to a serving table
 	tableOff     string          // why the swapped-in table did not serve, if it did not
 	servedDuring int64           // decisions completed while a swap ran
 	slowest      time.Duration   // the slowest of them
 	rateBefore   float64         // decisions/s of the same deciders with no swap
+	slowBefore   time.Duration   // the slowest decision with no swap
 	rateDuring   float64
 }
 
@@ -180,6 +182,7 @@ func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedde
 
 	var (
 		during  atomic.Bool
+		calm    atomic.Bool  // measuring the baseline, with no swap
 		served  atomic.Int64 // while during
 		total   atomic.Int64
 		slowest atomic.Int64
@@ -205,7 +208,7 @@ func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedde
 					rev.Decide(ctx, decision.Input{Check: c})
 				}
 				total.Add(1)
-				if during.Load() {
+				if during.Load() || calm.Load() {
 					served.Add(1)
 					el := int64(time.Since(start))
 					for cur := slowest.Load(); el > cur && !slowest.CompareAndSwap(cur, el); cur = slowest.Load() {
@@ -220,8 +223,12 @@ func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedde
 	}()
 
 	before := total.Load()
-	time.Sleep(500 * time.Millisecond)
-	r.rateBefore = float64(total.Load()-before) / 0.5
+	calm.Store(true)
+	time.Sleep(time.Second)
+	calm.Store(false)
+	r.rateBefore = float64(total.Load() - before)
+	r.slowBefore = time.Duration(slowest.Swap(0))
+	served.Store(0)
 
 	var swapped time.Duration
 	for range reps {
@@ -231,6 +238,7 @@ func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedde
 		during.Store(true)
 		start := time.Now()
 		p, err := decision.LoadFS(fsys)
+		loaded := time.Since(start)
 		var rev *decision.Revision
 		if err == nil {
 			rev, err = e.Load(ctx, p)
@@ -241,6 +249,7 @@ func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedde
 			return fmt.Errorf("swapping in %d routes: %w", r.swapRoutes, err)
 		}
 		r.swaps = append(r.swaps, took)
+		r.loads = append(r.loads, loaded)
 		swapped += took
 
 		built, err := waitForTable(ctx, rev)

@@ -88,11 +88,11 @@ func (r *report) write(w io.Writer) {
 		table = fmt.Sprintf("its decision table was DISABLED (%s), so full evaluation served it", ip.tableOff)
 	}
 	p("\nSwaps of a %s-route policy (decision.LoadFS + Engine.Load; %d runs) while 2 goroutines\n"+
-		"decide on the current revision: %s (median %s); %s.\n"+
-		"Decisions during the swaps: %s (%s/s, against %s/s with no swap), the slowest %s.\n\n",
+		"decide on the current revision: %s (median %s, of which decision.LoadFS %s); %s.\n"+
+		"Decisions during the swaps: %s (%s/s; %s/s with no swap), the slowest %s (%s with no swap).\n\n",
 		thousands(float64(ip.swapRoutes)), len(ip.swaps), fmtDurs(ip.swaps), fmtDur(medianDur(ip.swaps)),
-		table, thousands(float64(ip.servedDuring)), thousands(ip.rateDuring),
-		thousands(ip.rateBefore), fmtDur(ip.slowest))
+		fmtDur(medianDur(ip.loads)), table, thousands(float64(ip.servedDuring)), thousands(ip.rateDuring),
+		thousands(ip.rateBefore), fmtDur(ip.slowest), fmtDur(ip.slowBefore))
 
 	p("### Targets (issue 6)\n\n| target | measured | |\n|---|---|---|\n")
 	for _, t := range r.targets() {
