@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -180,6 +181,23 @@ func originForm(target string) string {
 	return "/"
 }
 
+// loggedRoute reads the route template the access log recorded for the
+// request with id.
+func loggedRoute(logs, id string) (string, bool) {
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, `"request_id":"`+id+`"`) || !strings.Contains(line, `"msg":"request"`) {
+			continue
+		}
+		var entry struct {
+			Route string `json:"route"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil {
+			return entry.Route, true
+		}
+	}
+	return "", false
+}
+
 // protectedBodies are text only the handler of a route with a tier
 // requirement writes, by the tier it needs.
 var protectedBodies = []struct{ text, tier string }{
@@ -204,6 +222,12 @@ func TestOddPathsAgree(t *testing.T) {
 		tokens[tier] = s.token(t, tier)
 	}
 
+	declared := map[string]bool{}
+	for _, r := range s.engine.Current().Tables().APIRoutes {
+		declared[r.Method+" "+r.Template] = true
+	}
+	var requestIDs []string
+
 	for _, target := range oddTargets(addr) {
 		// A proxy and the browser's guard see the origin form.
 		asked := originForm(target)
@@ -213,7 +237,9 @@ func TestOddPathsAgree(t *testing.T) {
 			if token != "" {
 				auth = []string{"Authorization", "Bearer " + token}
 			}
-			real := s.rawDo(t, "GET", target, auth...)
+			requestID := fmt.Sprintf("odd-%d", len(requestIDs))
+			requestIDs = append(requestIDs, requestID)
+			real := s.rawDo(t, "GET", target, append(auth, "X-Request-Id", requestID)...)
 			label := fmt.Sprintf("%s GET %.90q", tier, target)
 
 			for _, pb := range protectedBodies {
@@ -265,6 +291,27 @@ func TestOddPathsAgree(t *testing.T) {
 			}
 			if chk.allow && (real.status == 401 || real.status == 403) {
 				t.Errorf("%s: /authz/check allows, the API answered %d", label, real.status)
+			}
+
+			// The template Echo matched for the real request, from the
+			// access log, is a route of the policy exactly when check and
+			// forward auth resolved one. A fragment is the one documented
+			// difference: sent raw it is part of the path, and the resolver
+			// drops it.
+			route, ok := loggedRoute(s.logs.String(), requestID)
+			if !ok && real.status == 400 {
+				// net/http refused the request line before any routing.
+				if chk.reason != "route_unknown" {
+					t.Errorf("%s: the server refused the target, /authz/check says %v", label, chk)
+				}
+				continue
+			}
+			if !ok {
+				t.Errorf("%s: %d without an access log line for request %s", label, real.status, requestID)
+				continue
+			}
+			if declared["GET "+route] == (chk.reason == "route_unknown") && !strings.Contains(asked, "#") {
+				t.Errorf("%s: Echo routed the request to %q, but /authz/check says %v", label, route, chk)
 			}
 		}
 	}
