@@ -7,8 +7,8 @@
 // flight. It prints Markdown tables and a PASS/MISS line per target of
 // issue 6; the targets are ratios within the run, never absolute numbers.
 //
-//	go run ./cmd/tierguard-bench                 the full run, about 6 minutes
-//	go run ./cmd/tierguard-bench -duration 5s    longer repetitions
+//	go run ./cmd/tierguard-bench                 the full run, about 5 minutes
+//	go run ./cmd/tierguard-bench -reps 9         more repetitions on a noisy machine
 //
 // It runs the OPA CLI that go.mod pins as a tool (the binary `go tool opa`
 // runs) and a tierguard it builds into a temporary directory, listens
@@ -47,9 +47,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o := options{}
 	fs := flag.NewFlagSet("tierguard-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one repetition against one server")
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "length of one repetition against one server")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load on each server before a row")
-	fs.IntVar(&o.reps, "reps", 3, "repetitions per row and server, interleaved; the table shows medians")
+	fs.IntVar(&o.reps, "reps", 5, "repetitions per row and server, interleaved; the table shows medians")
 	fs.IntVar(&o.conns, "conns", 16, "concurrent connections (and workers) per server")
 	routes := fs.String("routes", "10,100,1000,10000", "route table sizes, comma-separated")
 	fs.DurationVar(&o.benchtime, "benchtime", time.Second, "run time of each in-process benchmark")

@@ -41,7 +41,7 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags(nil, &bytes.Buffer{})
-	if err != nil || o.conns != 16 || o.reps != 3 || len(o.routes) != 4 {
-		t.Errorf("parseFlags(nil) = %+v, %v; want 16 connections, 3 repetitions, 4 sizes", o, err)
+	if err != nil || o.conns != 16 || o.reps != 5 || len(o.routes) != 4 {
+		t.Errorf("parseFlags(nil) = %+v, %v; want 16 connections, 5 repetitions, 4 sizes", o, err)
 	}
 }

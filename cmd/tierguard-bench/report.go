@@ -18,6 +18,7 @@ type report struct {
 	o                     options
 	started, finished     time.Time
 	loadBefore, loadAfter string
+	rowLoads              []float64
 	inProcess             inProcess
 	embedded              []row // single, batch of 10, batch of 100
 	tokens                row
@@ -30,8 +31,13 @@ func (r *report) write(w io.Writer) {
 	p("\n## tierguard-bench, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	p("- machine: %s, %d CPUs (GOMAXPROCS %d), %s/%s, %s, OPA %s\n", cpuModel(), runtime.NumCPU(),
 		runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), opaVersion())
-	p("- load average (1, 5, 15 min): %s before, %s after; the load generator, both servers and\n"+
-		"  anything else on the machine share these CPUs\n", r.loadBefore, r.loadAfter)
+	lo, hi := 0.0, 0.0
+	if len(r.rowLoads) > 0 {
+		lo, hi = slices.Min(r.rowLoads), slices.Max(r.rowLoads)
+	}
+	p("- load average (1, 5, 15 min): %s before, %s after, 1-min %.2f to %.2f as rows began;\n"+
+		"  the load generator, both servers and anything else on the machine share these CPUs\n",
+		r.loadBefore, r.loadAfter, lo, hi)
 	p("- %d connections per server, each sending its next request when the last is answered;\n"+
 		"  %d interleaved repetitions of %s per server after a %s warm-up; medians shown;\n"+
 		"  every answer checked against full evaluation; took %s\n\n", r.o.conns, r.o.reps, r.o.duration,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tierguard/tierguard/decision"
@@ -28,6 +29,8 @@ type bench struct {
 	bins binaries
 	ps   procs
 	log  io.Writer
+	// loads are the 1-minute load averages seen as each row began.
+	loads []float64
 }
 
 func run(ctx context.Context, o options, out, log io.Writer) error {
@@ -67,6 +70,7 @@ func run(ctx context.Context, o options, out, log io.Writer) error {
 		rep.routes = append(rep.routes, r)
 	}
 	rep.loadAfter = loadAvg()
+	rep.rowLoads = b.loads
 	rep.finished = time.Now()
 	rep.write(out)
 	return nil
@@ -205,6 +209,9 @@ func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, 
 // the first endpoint, the second, ..., then again.
 func (b *bench) measure(ctx context.Context, name string, servers []string, eps ...endpoint) (row, error) {
 	r := row{name: name, servers: servers, samples: make([][]sample, len(eps))}
+	if l, err := strconv.ParseFloat(strings.Fields(loadAvg() + " x")[0], 64); err == nil {
+		b.loads = append(b.loads, l)
+	}
 	for _, e := range eps {
 		if _, err := drive(ctx, e, b.o.warmup, b.o.conns); err != nil {
 			return r, fmt.Errorf("%s, warm-up: %w", name, err)
