@@ -225,16 +225,5 @@ func mustJSON(v any) string {
 
 func (s *service) rawPost(t testing.TB, path, contentType, body string) response {
 	t.Helper()
-	resp, err := http.Post(s.base+path, contentType, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m map[string]any
-	raw := new(strings.Builder)
-	dec := json.NewDecoder(resp.Body)
-	_ = dec.Decode(&m)
-	b, _ := json.Marshal(m)
-	raw.Write(b)
-	return response{status: resp.StatusCode, header: resp.Header, body: m, raw: raw.String()}
+	return s.send(t, http.MethodPost, path, "", contentType, []byte(body))
 }

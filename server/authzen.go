@@ -465,56 +465,16 @@ func parseItems(top map[string]json.RawMessage) ([]map[string]json.RawMessage, e
 
 // parseDefaults reads the top-level members of a batch, each optional.
 func parseDefaults(top map[string]json.RawMessage) (azRequest, error) {
-	var d azRequest
-	var err error
-	if raw, ok := top["subject"]; ok {
-		if d.subject, err = parseSubject(raw, "subject"); err != nil {
-			return d, err
-		}
-	}
-	if raw, ok := top["action"]; ok {
-		if d.action, err = parseAction(raw, "action"); err != nil {
-			return d, err
-		}
-	}
-	if raw, ok := top["resource"]; ok {
-		if d.resource, err = parseResource(raw, "resource"); err != nil {
-			return d, err
-		}
-	}
-	if raw, ok := top["context"]; ok {
-		if _, err := members(raw, "context"); err != nil {
-			return d, err
-		}
-	}
-	return d, nil
+	return parseMembers(top, "", azRequest{})
 }
 
 // parseEvaluation reads one 4-tuple; prefix names where it sits
 // ("evaluations[3].") and defaults fill what it leaves out.
 func parseEvaluation(m map[string]json.RawMessage, prefix string,
 	defaults azRequest) (azRequest, error) {
-	r := defaults
-	var err error
-	if raw, ok := m["subject"]; ok {
-		if r.subject, err = parseSubject(raw, prefix+"subject"); err != nil {
-			return r, err
-		}
-	}
-	if raw, ok := m["action"]; ok {
-		if r.action, err = parseAction(raw, prefix+"action"); err != nil {
-			return r, err
-		}
-	}
-	if raw, ok := m["resource"]; ok {
-		if r.resource, err = parseResource(raw, prefix+"resource"); err != nil {
-			return r, err
-		}
-	}
-	if raw, ok := m["context"]; ok {
-		if _, err := members(raw, prefix+"context"); err != nil {
-			return r, err
-		}
+	r, err := parseMembers(m, prefix, defaults)
+	if err != nil {
+		return r, err
 	}
 	switch {
 	case r.subject == nil:
@@ -527,49 +487,66 @@ func parseEvaluation(m map[string]json.RawMessage, prefix string,
 	return r, nil
 }
 
-func parseSubject(raw json.RawMessage, field string) (*azEntity, error) {
-	m, err := members(raw, field)
-	if err != nil {
-		return nil, err
+// parseMembers reads whichever of subject, action, resource and context
+// m holds, over base.
+func parseMembers(m map[string]json.RawMessage, prefix string, base azRequest) (azRequest, error) {
+	r := base
+	entities := []struct {
+		name  string
+		dst   **azEntity
+		parse func(json.RawMessage, string) (*azEntity, error)
+	}{
+		{"subject", &r.subject, parseSubject},
+		{"action", &r.action, func(raw json.RawMessage, f string) (*azEntity, error) {
+			return parseEntity(raw, f, "name")
+		}},
+		{"resource", &r.resource, func(raw json.RawMessage, f string) (*azEntity, error) {
+			return parseEntity(raw, f, "type", "id")
+		}},
 	}
-	e := &azEntity{field: field}
-	if e.Type, err = stringMember(m, field, "type", true); err != nil {
+	for _, en := range entities {
+		raw, ok := m[en.name]
+		if !ok {
+			continue
+		}
+		e, err := en.parse(raw, prefix+en.name)
+		if err != nil {
+			return r, err
+		}
+		*en.dst = e
+	}
+	if raw, ok := m["context"]; ok {
+		if _, err := members(raw, prefix+"context"); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+func parseSubject(raw json.RawMessage, field string) (*azEntity, error) {
+	e, err := parseEntity(raw, field, "type", "id")
+	if err != nil {
 		return nil, err
 	}
 	if !subjectTypes[e.Type] {
 		return nil, badField(field+".type", `must be "user" or "identity": only people have a tier`)
 	}
-	if e.ID, err = stringMember(m, field, "id", true); err != nil {
-		return nil, err
-	}
-	e.Properties, err = propertiesMember(m, field)
-	return e, err
+	return e, nil
 }
 
-func parseAction(raw json.RawMessage, field string) (*azEntity, error) {
+// parseEntity reads an object with the named required string members
+// (type, id, name) and optional properties.
+func parseEntity(raw json.RawMessage, field string, required ...string) (*azEntity, error) {
 	m, err := members(raw, field)
 	if err != nil {
 		return nil, err
 	}
 	e := &azEntity{field: field}
-	if e.Name, err = stringMember(m, field, "name", true); err != nil {
-		return nil, err
-	}
-	e.Properties, err = propertiesMember(m, field)
-	return e, err
-}
-
-func parseResource(raw json.RawMessage, field string) (*azEntity, error) {
-	m, err := members(raw, field)
-	if err != nil {
-		return nil, err
-	}
-	e := &azEntity{field: field}
-	if e.Type, err = stringMember(m, field, "type", true); err != nil {
-		return nil, err
-	}
-	if e.ID, err = stringMember(m, field, "id", true); err != nil {
-		return nil, err
+	dst := map[string]*string{"type": &e.Type, "id": &e.ID, "name": &e.Name}
+	for _, name := range required {
+		if *dst[name], err = stringMember(m, field, name, true); err != nil {
+			return nil, err
+		}
 	}
 	e.Properties, err = propertiesMember(m, field)
 	return e, err

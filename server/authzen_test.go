@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,33 +83,10 @@ func azPolicyWithSubjects(t testing.TB, subjects map[string]any) *decision.Polic
 	return p
 }
 
-// azPost posts a raw body with a token and optional header pairs.
+// azPost posts a raw JSON body with a token and optional header pairs.
 func (s *service) azPost(t testing.TB, path, token, body string, header ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.base+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	if len(raw) > 0 && raw[0] == '{' {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			t.Fatalf("POST %s: body is not JSON: %v\n%s", path, err, raw)
-		}
-	}
-	return r
+	return s.send(t, http.MethodPost, path, token, "application/json", []byte(body), header...)
 }
 
 func azUser(id string) map[string]any { return map[string]any{"type": "user", "id": id} }

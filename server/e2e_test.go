@@ -170,22 +170,34 @@ type response struct {
 	raw    string
 }
 
+// do sends body as JSON (nil for none) with a bearer token (empty for
+// none) and header pairs.
 func (s *service) do(t testing.TB, method, path, token string, body any, header ...string) response {
+	t.Helper()
+	if body == nil {
+		return s.send(t, method, path, token, "", nil, header...)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.send(t, method, path, token, "application/json", b, header...)
+}
+
+// send is do with a raw body of the given content type.
+func (s *service) send(t testing.TB, method, path, token, contentType string, body []byte,
+	header ...string) response {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, s.base+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
