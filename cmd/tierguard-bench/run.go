@@ -62,12 +62,8 @@ func run(ctx context.Context, o options, out, log io.Writer) error {
 	if err := b.embeddedRows(ctx, &rep); err != nil {
 		return err
 	}
-	for _, n := range o.routes {
-		r, err := b.routesRow(ctx, n)
-		if err != nil {
-			return err
-		}
-		rep.routes = append(rep.routes, r)
+	if rep.routes, err = b.routesRows(ctx); err != nil {
+		return err
 	}
 	rep.loadAfter = loadAvg()
 	rep.rowLoads = b.loads
@@ -156,30 +152,71 @@ func (b *bench) tokenRows(ctx context.Context, set *policySet, tg, noCache *proc
 		cached, anonymous, uncached)
 }
 
-// routesRow measures a single check against a generated policy of n
-// routes, with a fresh pair of servers.
-func (b *bench) routesRow(ctx context.Context, n int) (row, error) {
-	set, err := syntheticSet(ctx, filepath.Join(b.work, fmt.Sprintf("routes-%d", n)), n)
-	if err != nil {
-		return row{}, err
+// routesRows measures a single check against generated policies of each
+// size. Every size's pair of servers runs at once and the repetitions
+// interleave all sizes, so that a change of load on the machine cannot
+// pass for a difference between sizes.
+func (b *bench) routesRows(ctx context.Context) ([]row, error) {
+	var eps []endpoint
+	var servers []string
+	var notes []string
+	var tgs []*proc
+	for _, n := range b.o.routes {
+		set, err := syntheticSet(ctx, filepath.Join(b.work, fmt.Sprintf("routes-%d", n)), n)
+		if err != nil {
+			return nil, err
+		}
+		tg, err := b.startTierguard(ctx, fmt.Sprintf("tierguard-%d-routes", n), set, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer tg.stop()
+		opa, err := b.startOPA(ctx, fmt.Sprintf("opa-%d-routes", n), set)
+		if err != nil {
+			return nil, err
+		}
+		defer opa.stop()
+
+		checks := []decision.Check{syntheticProbe(n)}
+		want, err := set.expected(ctx, decision.Subject{}, checks)
+		if err != nil {
+			return nil, err
+		}
+		te, err := tierguardEndpoint(tg.base, checks, want, "")
+		if err != nil {
+			return nil, err
+		}
+		oe, err := opaEndpoint(opa.base, checks, want)
+		if err != nil {
+			return nil, err
+		}
+		eps = append(eps, te, oe)
+		size := thousands(float64(n))
+		servers = append(servers, "tierguard "+size, "OPA "+size)
+		notes = append(notes, tableNote(tg))
+		tgs = append(tgs, tg)
 	}
-	name := fmt.Sprintf("tierguard-%d-routes", n)
-	tg, err := b.startTierguard(ctx, name, set, 0)
+
+	all, err := b.measure(ctx, "routes", servers, eps...)
 	if err != nil {
-		return row{}, err
+		return nil, err
 	}
-	defer tg.stop()
-	opa, err := b.startOPA(ctx, fmt.Sprintf("opa-%d-routes", n), set)
-	if err != nil {
-		return row{}, err
+	if err := checkLogs(tgs...); err != nil {
+		return nil, err
 	}
-	defer opa.stop()
-	r, err := b.versusOPA(ctx, fmt.Sprintf("%s routes", thousands(float64(n))), set, tg, opa,
-		[]decision.Check{syntheticProbe(n)})
-	if err != nil {
-		return row{}, err
+	rows := make([]row, len(b.o.routes))
+	for i, n := range b.o.routes {
+		rows[i] = row{name: thousands(float64(n)) + " routes", servers: []string{"tierguard", "OPA"},
+			samples: all.samples[2*i : 2*i+2], note: notes[i]}
 	}
-	return r, checkLogs(tg)
+	return rows, nil
+}
+
+func tableNote(tg *proc) string {
+	if tg.tableOff == "" {
+		return ""
+	}
+	return "tierguard's decision table was disabled (" + tg.tableOff + "), so its column is full evaluation"
 }
 
 // versusOPA measures tierguard and OPA on the same checks from an
@@ -198,10 +235,7 @@ func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, 
 		return row{}, err
 	}
 	r, err := b.measure(ctx, name, []string{"tierguard", "OPA"}, te, oe)
-	if tg.tableOff != "" {
-		r.note = "tierguard's decision table was disabled (" + tg.tableOff +
-			"), so its column is full evaluation"
-	}
+	r.note = tableNote(tg)
 	return r, err
 }
 
