@@ -21,12 +21,13 @@ type endpoint struct {
 	target vegeta.Target
 	perReq int // decisions per request
 	check  func(body []byte) error
+	pid    int // the server's process, for its CPU time
 }
 
 // tierguardEndpoint asks POST /authz/check as a client does: concrete
 // paths, which tierguard resolves to templates itself. An empty token is
 // the anonymous caller.
-func tierguardEndpoint(base string, checks []decision.Check, want []decision.Decision, token string) (endpoint, error) {
+func tierguardEndpoint(p *proc, checks []decision.Check, want []decision.Decision, token string) (endpoint, error) {
 	type wireCheck struct {
 		Kind   string `json:"kind"`
 		Method string `json:"method"`
@@ -51,8 +52,9 @@ func tierguardEndpoint(base string, checks []decision.Check, want []decision.Dec
 		h.Set("Authorization", "Bearer "+token)
 	}
 	return endpoint{
-		server: "tierguard " + base,
-		target: vegeta.Target{Method: http.MethodPost, URL: base + "/authz/check", Body: body, Header: h},
+		server: p.name,
+		pid:    p.cmd.Process.Pid,
+		target: vegeta.Target{Method: http.MethodPost, URL: p.base + "/authz/check", Body: body, Header: h},
 		perReq: len(checks),
 		check:  checker(want, len(checks) > 1, false),
 	}, nil
@@ -63,7 +65,7 @@ func tierguardEndpoint(base string, checks []decision.Check, want []decision.Dec
 // and the resolved check. A batch asks data.tierguard.authz.decisions,
 // the policy's own batch rule (the decision mapped over input.checks), so
 // no bench-only wrapper module is needed.
-func opaEndpoint(base string, checks []decision.Check, want []decision.Decision) (endpoint, error) {
+func opaEndpoint(p *proc, checks []decision.Check, want []decision.Decision) (endpoint, error) {
 	subject := map[string]any{"authenticated": false}
 	var path string
 	var input map[string]any
@@ -79,8 +81,9 @@ func opaEndpoint(base string, checks []decision.Check, want []decision.Decision)
 		return endpoint{}, err
 	}
 	return endpoint{
-		server: "OPA " + base,
-		target: vegeta.Target{Method: http.MethodPost, URL: base + path, Body: body,
+		server: p.name,
+		pid:    p.cmd.Process.Pid,
+		target: vegeta.Target{Method: http.MethodPost, URL: p.base + path, Body: body,
 			Header: http.Header{"Content-Type": {"application/json"}}},
 		perReq: len(checks),
 		check:  checker(want, len(checks) > 1, true),
@@ -161,6 +164,10 @@ type sample struct {
 	requests  int
 	perSecond float64 // decisions: requests times decisions per request
 	p50, p99  time.Duration
+	// cpu is the server process's CPU time per decision (user and
+	// system), 0 where the bench cannot read it. Unlike decisions/s it
+	// hardly depends on what else the machine runs.
+	cpu time.Duration
 }
 
 // drive sends e's request from conns workers over conns keep-alive
@@ -169,6 +176,7 @@ type sample struct {
 // checked; a single wrong one fails the repetition, with the first
 // wrong answer in the error.
 func drive(ctx context.Context, e endpoint, d time.Duration, conns int) (sample, error) {
+	cpu0, cpuOK := processCPU(e.pid)
 	n := uint64(conns)
 	atk := vegeta.NewAttacker(vegeta.Workers(n), vegeta.MaxWorkers(n),
 		vegeta.Connections(conns), vegeta.MaxConnections(conns),
@@ -225,9 +233,15 @@ func drive(ctx context.Context, e endpoint, d time.Duration, conns int) (sample,
 	if len(lat) == 0 {
 		return sample{}, fmt.Errorf("%s: no answers in %s", e.server, d)
 	}
+	cpu1, cpuOK1 := processCPU(e.pid)
 	slices.Sort(lat)
 	elapsed := end.Sub(begin).Seconds()
+	var cpu time.Duration
+	if cpuOK && cpuOK1 {
+		cpu = (cpu1 - cpu0) / time.Duration(len(lat)*e.perReq)
+	}
 	return sample{
+		cpu:       cpu,
 		requests:  len(lat),
 		perSecond: float64(len(lat)*e.perReq) / elapsed,
 		p50:       quantile(lat, 0.50),

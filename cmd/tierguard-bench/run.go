@@ -136,15 +136,15 @@ func (b *bench) tokenRows(ctx context.Context, set *policySet, tg, noCache *proc
 	if err != nil {
 		return row{}, err
 	}
-	cached, err := tierguardEndpoint(tg.base, checks, wantPlus, tokCache)
+	cached, err := tierguardEndpoint(tg, checks, wantPlus, tokCache)
 	if err != nil {
 		return row{}, err
 	}
-	anonymous, err := tierguardEndpoint(tg.base, checks, wantAnon, "")
+	anonymous, err := tierguardEndpoint(tg, checks, wantAnon, "")
 	if err != nil {
 		return row{}, err
 	}
-	uncached, err := tierguardEndpoint(noCache.base, checks, wantPlus, tokNoCache)
+	uncached, err := tierguardEndpoint(noCache, checks, wantPlus, tokNoCache)
 	if err != nil {
 		return row{}, err
 	}
@@ -182,11 +182,11 @@ func (b *bench) routesRows(ctx context.Context) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
-		te, err := tierguardEndpoint(tg.base, checks, want, "")
+		te, err := tierguardEndpoint(tg, checks, want, "")
 		if err != nil {
 			return nil, err
 		}
-		oe, err := opaEndpoint(opa.base, checks, want)
+		oe, err := opaEndpoint(opa, checks, want)
 		if err != nil {
 			return nil, err
 		}
@@ -226,11 +226,11 @@ func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, 
 	if err != nil {
 		return row{}, err
 	}
-	te, err := tierguardEndpoint(tg.base, checks, want, "")
+	te, err := tierguardEndpoint(tg, checks, want, "")
 	if err != nil {
 		return row{}, err
 	}
-	oe, err := opaEndpoint(opa.base, checks, want)
+	oe, err := opaEndpoint(opa, checks, want)
 	if err != nil {
 		return row{}, err
 	}
@@ -258,8 +258,8 @@ func (b *bench) measure(ctx context.Context, name string, servers []string, eps 
 				return r, fmt.Errorf("%s: %w", name, err)
 			}
 			r.samples[i] = append(r.samples[i], s)
-			fmt.Fprintf(b.log, "%-14s %-17s rep %d: %10.0f decisions/s  p50 %-9s p99 %s\n",
-				name, servers[i], rep+1, s.perSecond, fmtDur(s.p50), fmtDur(s.p99))
+			fmt.Fprintf(b.log, "%-14s %-17s rep %d: %10.0f decisions/s  p50 %-9s p99 %-9s CPU/decision %s\n",
+				name, servers[i], rep+1, s.perSecond, fmtDur(s.p50), fmtDur(s.p99), fmtDur(s.cpu))
 		}
 	}
 	return r, nil
@@ -292,7 +292,7 @@ func (b *bench) startTierguard(ctx context.Context, name string, set *policySet,
 	if err != nil {
 		return nil, err
 	}
-	probe, err := tierguardEndpoint(p.base, []decision.Check{check}, want, "")
+	probe, err := tierguardEndpoint(p, []decision.Check{check}, want, "")
 	if err != nil {
 		return nil, err
 	}
