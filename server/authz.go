@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -67,9 +69,9 @@ func (s *Server) check(c echo.Context) error {
 		return newError(http.StatusUnsupportedMediaType, reasonUnsupportedMedia,
 			"send the check as application/json")
 	}
-	body, err := io.ReadAll(c.Request().Body)
+	body, err := readBody(c)
 	if err != nil {
-		return err // the body limit's 413 comes through here
+		return err
 	}
 	reqs, batch, err := parseChecks(body)
 	if err != nil {
@@ -109,7 +111,7 @@ func toJSON(d decision.Decision, id string) decisionJSON {
 // to. An unresolvable path keeps an empty template: the policy knows no
 // such route and denies it as route_unknown.
 func toCheck(r *Resolver, req checkRequest) decision.Check {
-	c := decision.Check{Kind: req.Kind, Method: req.Method, Path: req.Path,
+	c := decision.Check{Kind: req.Kind, Method: req.Method, Path: pathOnly(req.Path),
 		Type: req.Type, Action: req.Action, ID: req.ID, Name: req.Name}
 	switch req.Kind {
 	case decision.KindAPI:
@@ -118,6 +120,15 @@ func toCheck(r *Resolver, req checkRequest) decision.Check {
 		c.Template = r.UI(req.Path)
 	}
 	return c
+}
+
+// pathOnly drops a target's query and fragment: routing never reads them,
+// and a query is where a misplaced credential would sit.
+func pathOnly(target string) string {
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		return target[:i]
+	}
+	return target
 }
 
 // decideBatch decides checks with a decision id each: from the decision
@@ -169,6 +180,28 @@ func (s *Server) expiresAt(id identity.Identity) string {
 		t = id.Expiry
 	}
 	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+// readBody reads a request body that the body limit guards. A body over
+// the limit is 413; one that breaks off, is malformed on the wire or
+// arrives too slowly is the client's fault, never a 500.
+func readBody(c echo.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request().Body)
+	if err == nil {
+		return body, nil
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		return nil, err // the body limit's 413
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		e := newError(http.StatusRequestTimeout, reasonRequestTimeout, "the body arrived too slowly")
+		e.cause = err
+		return nil, e
+	}
+	e := newError(http.StatusBadRequest, reasonInvalidRequest, "the body could not be read")
+	e.cause = err
+	return nil, e
 }
 
 func isJSON(r *http.Request) bool {
@@ -315,19 +348,61 @@ func validMethod(m string) bool {
 	return true
 }
 
-// strictUnmarshal refuses trailing data after the value.
+// strictUnmarshal refuses trailing data after the value, and objects
+// that name a member twice: a decoder keeps the last, and a check must not
+// mean one thing to us and another to whoever wrote it.
 func strictUnmarshal(data []byte, v any) error {
+	if err := noDuplicateMembers(json.NewDecoder(bytes.NewReader(data)), 0); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("trailing data after the JSON value")
+		return errors.New("trailing data after the JSON value")
 	}
 	return nil
+}
+
+// maxJSONDepth bounds nesting in request bodies; no check needs more.
+const maxJSONDepth = 32
+
+func noDuplicateMembers(dec *json.Decoder, depth int) error {
+	if depth > maxJSONDepth {
+		return errors.New("JSON nested too deeply")
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			name, _ := key.(string)
+			if seen[name] {
+				return fmt.Errorf("member %q appears twice", name)
+			}
+			seen[name] = true
+			if err := noDuplicateMembers(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+	case json.Delim('['):
+		for dec.More() {
+			if err := noDuplicateMembers(dec, depth+1); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+	}
+	return err
 }
 
 // routeEntry and the route map are GET /authz/routes, the guard's view of

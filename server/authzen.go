@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -81,10 +80,11 @@ type authzenMetadata struct {
 func (s *Server) authzenMetadata(c echo.Context) error {
 	base := c.Scheme() + "://" + c.Request().Host
 	h := c.Response().Header()
-	h.Set(echo.HeaderCacheControl, "public, max-age=300")
-	// The scheme may come from these headers; a shared cache must not
-	// hand an http answer to an https asker.
-	h.Set("Vary", "X-Forwarded-Proto, X-Forwarded-Protocol, X-Forwarded-Ssl, X-Url-Scheme")
+	// The answer reflects the request's Host and scheme headers, so no
+	// shared cache may keep it for anyone else: a forged Host must not
+	// poison what other PEPs read.
+	h.Set(echo.HeaderCacheControl, "private, no-cache")
+	h.Set("Vary", "Host, X-Forwarded-Proto, X-Forwarded-Protocol, X-Forwarded-Ssl, X-Url-Scheme")
 	return c.JSON(http.StatusOK, authzenMetadata{
 		PolicyDecisionPoint:       base,
 		AccessEvaluationEndpoint:  base + authzenEvaluationPath,
@@ -397,9 +397,9 @@ func readAuthZENBody(c echo.Context) (map[string]json.RawMessage, error) {
 		return nil, newError(http.StatusUnsupportedMediaType, reasonUnsupportedMedia,
 			"send the evaluation as application/json")
 	}
-	body, err := io.ReadAll(c.Request().Body)
+	body, err := readBody(c)
 	if err != nil {
-		return nil, err // the body limit's 413 comes through here
+		return nil, err
 	}
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(body, &top); err != nil || top == nil {

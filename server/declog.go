@@ -42,6 +42,9 @@ func logInput(s decision.Subject, profile map[string]any, c decision.Check) map[
 		subject["groups"] = s.Groups
 		subject["claims"] = s.Claims
 	}
+	// Paths, ids and names come from the client: a token pasted into one
+	// must not reach the log.
+	c.Path, c.ID, c.Name = redactJWTs(c.Path), redactJWTs(c.ID), redactJWTs(c.Name)
 	in := map[string]any{"subject": subject, "check": c}
 	if profile != nil {
 		in["profile"] = profile

@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -268,4 +271,86 @@ func TestHealthAndMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// Findings of a newcomer's attack session, each kept fixed by a test.
+func TestHardening(t *testing.T) {
+	s := startService(t, server.Config{})
+	free := s.token(t, "free")
+
+	t.Run("a token as X-Request-ID is neither echoed nor logged", func(t *testing.T) {
+		r := s.do(t, "GET", "/api/treasure-map", free, nil, "X-Request-ID", free)
+		if got := r.header.Get("X-Request-Id"); got == free || got == "" {
+			t.Errorf("X-Request-Id = %.20q..., want a fresh id", got)
+		}
+		if strings.Contains(r.raw, free) || strings.Contains(s.logs.String(), free) {
+			t.Error("the token came back in the body or reached the log")
+		}
+		r = s.do(t, "GET", "/api/news", "", nil, "X-Request-ID", "req-42_ok:1")
+		if got := r.header.Get("X-Request-Id"); got != "req-42_ok:1" {
+			t.Errorf("a well-formed X-Request-ID was replaced by %q", got)
+		}
+	})
+
+	t.Run("the access log has the status the client got", func(t *testing.T) {
+		r := s.do(t, "GET", "/api/treasure-map", free, nil, "X-Request-ID", "status-check-1")
+		if r.status != 403 {
+			t.Fatalf("status %d", r.status)
+		}
+		found := 0
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			if !strings.Contains(line, `"msg":"request"`) || !strings.Contains(line, "status-check-1") {
+				continue
+			}
+			found++
+			if !strings.Contains(line, `"status":403`) {
+				t.Errorf("access log line disagrees with the 403: %s", line)
+			}
+		}
+		if found != 1 {
+			t.Errorf("%d access log lines for the request, want 1", found)
+		}
+	})
+
+	t.Run("a body broken on the wire is 400, not 500", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprint(conn, "POST /authz/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("malformed chunked body = %d, want 400", resp.StatusCode)
+		}
+	})
+
+	t.Run("a member named twice is refused", func(t *testing.T) {
+		r := s.rawPost(t, "/authz/check", "application/json",
+			`{"kind": "ui", "path": "/protected-content", "path": "/"}`)
+		if r.status != 400 || r.body["reason"] != "invalid_request" {
+			t.Errorf("duplicate path = %d %s, want 400", r.status, r.raw)
+		}
+	})
+
+	t.Run("a forward-auth header given twice is refused", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", s.base+"/authz/forward", nil)
+		req.Header.Set("Authorization", "Bearer "+free)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Add("X-Original-URI", "/api/news")
+		req.Header.Add("X-Original-URI", "/api/treasure-map")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("two X-Original-URI headers = %d, want 400", resp.StatusCode)
+		}
+	})
 }

@@ -30,7 +30,7 @@ func (s *Server) forward(c echo.Context) error {
 	}
 
 	rev := revisionOf(c)
-	check := decision.Check{Kind: decision.KindAPI, Method: method, Path: uri,
+	check := decision.Check{Kind: decision.KindAPI, Method: method, Path: pathOnly(uri),
 		Template: s.resolver(rev).API(method, uri)}
 	who := callerOf(c)
 	d, decisionID := s.decide(c, who, check)
@@ -55,6 +55,13 @@ const (
 )
 
 func originalRequest(h http.Header, proxy string) (method, uri string, err error) {
+	for _, name := range []string{"X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"} {
+		// A proxy that appends rather than sets would let a client's own
+		// header come first.
+		if len(h.Values(name)) > 1 {
+			return "", "", newError(http.StatusBadRequest, reasonInvalidRequest, name+" appears twice")
+		}
+	}
 	nm, nu := h.Get("X-Original-Method"), h.Get("X-Original-URI")
 	tm, tu := h.Get("X-Forwarded-Method"), h.Get("X-Forwarded-Uri")
 	switch proxy {

@@ -208,7 +208,9 @@ func (s *Server) accessLog() echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogMethod: true, LogURIPath: true, LogRoutePath: true,
 		LogLatency: true, LogRequestID: true, LogRemoteIP: true, LogResponseSize: true,
-		HandleError: false,
+		// The error handler answers first, so the line has the status the
+		// client got (a 403 is logged as 403, not as the 200 not yet sent).
+		HandleError: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
 			s.logger.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 				slog.String("method", v.Method),
@@ -236,4 +238,32 @@ func redactJWTs(s string) string {
 		return s
 	}
 	return jwtShaped.ReplaceAllLiteralString(s, "[REDACTED]")
+}
+
+// sanitizeRequestID drops a client's X-Request-ID unless it looks like an
+// id: at most 128 characters of letters, digits, '-', '_' and ':'. The id
+// is echoed and logged, so it must never carry a token (a JWT has dots)
+// or anything long enough to flood a log line; a fresh id replaces it.
+func sanitizeRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !safeRequestID(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
+}
+
+func safeRequestID(id string) bool {
+	if len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+			r == '-' || r == '_' || r == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

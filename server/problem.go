@@ -21,6 +21,7 @@ const (
 	reasonUnsupportedMedia = "unsupported_media_type"
 	reasonPEPForbidden     = "pep_forbidden"
 	reasonInternal         = "internal_error"
+	reasonRequestTimeout   = "request_timeout"
 	reasonUnauthenticated  = "unauthenticated"
 )
 
