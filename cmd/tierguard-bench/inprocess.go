@@ -130,7 +130,8 @@ func (r *inProcess) compareAll(ctx context.Context, table, full *decision.Revisi
 
 // benchLookup times one table lookup against one prepared evaluation of
 // the same check for the same subject.
-func (r *inProcess) benchLookup(ctx context.Context, table, full *decision.Revision, d time.Duration) error {
+func (r *inProcess) benchLookup(ctx context.Context, table, full *decision.Revision,
+	d time.Duration) error {
 	tier, err := table.Tier(ctx, plusSubject)
 	if err != nil {
 		return err
@@ -170,7 +171,8 @@ func (r *inProcess) benchLookup(ctx context.Context, table, full *decision.Revis
 // while two goroutines keep deciding on whatever revision is current, as
 // the server's handlers do, and times decision.LoadFS plus Engine.Load.
 // Between swaps the embedded policy goes back in, unmeasured.
-func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine, embedded *decision.Policy, reps int) error {
+func (r *inProcess) measureSwap(ctx context.Context, e *decision.Engine,
+	embedded *decision.Policy, reps int) error {
 	fsys, err := syntheticFS(r.swapRoutes)
 	if err != nil {
 		return err

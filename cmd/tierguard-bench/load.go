@@ -27,7 +27,8 @@ type endpoint struct {
 // tierguardEndpoint asks POST /authz/check as a client does: concrete
 // paths, which tierguard resolves to templates itself. An empty token is
 // the anonymous caller.
-func tierguardEndpoint(p *proc, checks []decision.Check, want []decision.Decision, token string) (endpoint, error) {
+func tierguardEndpoint(p *proc, checks []decision.Check, want []decision.Decision,
+	token string) (endpoint, error) {
 	type wireCheck struct {
 		Kind   string `json:"kind"`
 		Method string `json:"method"`

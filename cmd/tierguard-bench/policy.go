@@ -60,7 +60,8 @@ func syntheticSet(ctx context.Context, dir string, n int) (*policySet, error) {
 	return newSet(ctx, fmt.Sprintf("%d routes", n), dir, false, p)
 }
 
-func newSet(ctx context.Context, name, dir string, embedded bool, p *decision.Policy) (*policySet, error) {
+func newSet(ctx context.Context, name, dir string, embedded bool,
+	p *decision.Policy) (*policySet, error) {
 	e, err := decision.NewEngine(ctx, p, decision.WithoutTable())
 	if err != nil {
 		return nil, err
@@ -163,7 +164,8 @@ func batchChecks(t decision.Tables, n int) []decision.Check {
 // expected is the reference engine's answer to checks for s. An answer
 // that says the input itself is wrong (an unknown route, a policy error)
 // means the bench built a bad input, so it is an error here.
-func (p *policySet) expected(ctx context.Context, s decision.Subject, checks []decision.Check) ([]decision.Decision, error) {
+func (p *policySet) expected(ctx context.Context, s decision.Subject,
+	checks []decision.Check) ([]decision.Decision, error) {
 	var out []decision.Decision
 	if len(checks) == 1 {
 		out = []decision.Decision{p.ref.Decide(ctx, decision.Input{Subject: s, Check: checks[0]})}

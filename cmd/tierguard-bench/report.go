@@ -44,7 +44,8 @@ func (r *report) write(w io.Writer) {
 		r.o.warmup, r.finished.Sub(r.started).Round(time.Second))
 
 	p("### POST /authz/check against opa run --server\n\n")
-	p("| row | tierguard decisions/s | p50 | p99 | OPA decisions/s | p50 | p99 | tierguard/OPA decisions/s | p99 tierguard/OPA |\n")
+	p("| row | tierguard decisions/s | p50 | p99 | OPA decisions/s | p50 | p99 |" +
+		" tierguard/OPA decisions/s | p99 tierguard/OPA |\n")
 	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	var notes []string
 	for _, row := range append(slices.Clone(r.embedded), r.routes...) {
@@ -85,7 +86,8 @@ func (r *report) write(w io.Writer) {
 		p("| %s | %s | %s | %s | %.2f× | %s |\n", name, thousands(s.perSecond), fmtDur(s.p50),
 			fmtDur(s.p99), r.tokens.ratio(i, 1, perSecond), fmtDur(s.cpu))
 	}
-	p("\nSingle check GET /api/videos/42; the bearer token carries tier plus, from the dev issuer (RS256).\n\n")
+	p("\nSingle check GET /api/videos/42; the bearer token carries tier plus, from the dev\n" +
+		"issuer (RS256).\n\n")
 
 	ip := r.inProcess
 	p("### In process (testing.Benchmark, GET /api/treasure-map for a plus subject)\n\n")

@@ -117,7 +117,8 @@ func (b *bench) embeddedRows(ctx context.Context, rep *report) error {
 // tokenRows compares tierguard with a bearer token (cache on), without a
 // token, and with a bearer token and no cache. OPA verifies nothing, so it
 // has no part here.
-func (b *bench) tokenRows(ctx context.Context, set *policySet, tg, noCache *proc, checks []decision.Check) (row, error) {
+func (b *bench) tokenRows(ctx context.Context, set *policySet, tg, noCache *proc,
+	checks []decision.Check) (row, error) {
 	plus := decision.Subject{Authenticated: true, Subject: "bench@example.com",
 		Claims: map[string]any{"tier": "plus"}}
 	wantPlus, err := set.expected(ctx, plus, checks)
@@ -221,7 +222,8 @@ func tableNote(tg *proc) string {
 
 // versusOPA measures tierguard and OPA on the same checks from an
 // anonymous caller.
-func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, opa *proc, checks []decision.Check) (row, error) {
+func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, opa *proc,
+	checks []decision.Check) (row, error) {
 	want, err := set.expected(ctx, decision.Subject{}, checks)
 	if err != nil {
 		return row{}, err
@@ -241,7 +243,8 @@ func (b *bench) versusOPA(ctx context.Context, name string, set *policySet, tg, 
 
 // measure warms every endpoint up, then runs the repetitions interleaved:
 // the first endpoint, the second, ..., then again.
-func (b *bench) measure(ctx context.Context, name string, servers []string, eps ...endpoint) (row, error) {
+func (b *bench) measure(ctx context.Context, name string, servers []string,
+	eps ...endpoint) (row, error) {
 	r := row{name: name, servers: servers, samples: make([][]sample, len(eps))}
 	if l, err := strconv.ParseFloat(strings.Fields(loadAvg() + " x")[0], 64); err == nil {
 		b.loads = append(b.loads, l)
@@ -268,7 +271,8 @@ func (b *bench) measure(ctx context.Context, name string, servers []string, eps 
 // startTierguard runs tierguard serve --dev on a free loopback port with
 // the set's policy (embedded, or --policies), access log off, and waits
 // until it is ready and its decision table serves.
-func (b *bench) startTierguard(ctx context.Context, name string, set *policySet, tokenCache int) (*proc, error) {
+func (b *bench) startTierguard(ctx context.Context, name string, set *policySet,
+	tokenCache int) (*proc, error) {
 	args := []string{"serve", "--dev", "--addr", "ADDR", "--log-level", "warn",
 		"--token-cache-size", strconv.Itoa(tokenCache)}
 	if !set.embedded {
