@@ -147,6 +147,13 @@ func (d *DevIssuer) serveKeys(w http.ResponseWriter, _ *http.Request) {
 // serveToken mints tokens from a small JSON body; an empty body gets the
 // defaults (sub dev-user, one hour).
 func (d *DevIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
+	// application/json only: a browser cannot send it cross-site without
+	// a CORS preflight, so another site's page cannot mint tokens here.
+	mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	if !strings.EqualFold(strings.TrimSpace(mt), "application/json") {
+		writeOAuthError(w, errors.New("send the token request as application/json"))
+		return
+	}
 	var req TokenRequest
 	body := http.MaxBytesReader(w, r.Body, devMaxBody)
 	dec := json.NewDecoder(body)
@@ -158,7 +165,9 @@ func (d *DevIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("body holds more than one JSON value")
 	}
 	if err != nil {
-		writeOAuthError(w, fmt.Errorf("body is not one token request of at most 4 KiB: %w", err))
+		// The decoder's own text names Go types; say what is wanted instead.
+		writeOAuthError(w, errors.New(`body is not one JSON token request of at most 4 KiB: `+
+			`{"sub", "tier", "groups", "scopes", "expires_in"}`))
 		return
 	}
 
