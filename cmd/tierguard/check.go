@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,10 @@ func runCheck(cmd *cobra.Command, o checkOptions, args []string) error {
 		return err
 	}
 	rev := engine.Current()
+	if o.tier != "" && !slices.Contains(rev.Tables().Tiers, o.tier) {
+		return fmt.Errorf("--tier %q is not a tier of this policy (%s)", o.tier,
+			strings.Join(rev.Tables().Tiers, ", "))
+	}
 	check, err := parseCheckArgs(server.NewResolver(rev.Tables(), nil), args)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -50,6 +51,7 @@ func TestCheck(t *testing.T) {
 		{[]string{"api", "GET", "/api/news"}, 2, "exactly one of --tier and --token"},
 		{[]string{"--token", "not-a-jwt", "feature", "hd"}, 2, "not a JWT"},
 		{[]string{"--policies", "/nonexistent", "--tier", "pro", "feature", "hd"}, 2, "error"},
+		{[]string{"--tier", "gold", "feature", "hd"}, 2, "not a tier of this policy"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -92,6 +94,15 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	badSkew := filepath.Join(dir, "skew.yaml")
 	os.WriteFile(badSkew, []byte("issuers:\n  - issuer: https://example.okta.com\n    audience: x\n    clock_skew: soon\n"), 0o644)
 
+	// Settings are checked before listening: a taken port must not hide
+	// the real error.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().String()
+
 	tests := []struct {
 		name string
 		args []string
@@ -103,6 +114,7 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"dev on a public address from the environment", []string{"--dev"}, map[string]string{"TIERGUARD_ADDR": "0.0.0.0:0"}, "loopback"},
 		{"plain http issuer off loopback", []string{"--issuer", "http://example.com/oauth2/default", "--audience", "api://default"}, nil, "identity"},
 		{"issuer without audience", []string{"--issuer", "https://example.okta.com/oauth2/default"}, nil, "audience"},
+		{"bad issuer while the port is taken", []string{"--addr", busy, "--issuer", "https://example.okta.com/oauth2/default"}, nil, "audience"},
 		{"audience without issuer", []string{"--audience", "api://default"}, nil, "need --issuer"},
 		{"unknown key in the config file", []string{"--config", badYAML}, nil, "audiense"},
 		{"bad duration", []string{"--config", badSkew}, nil, "clock_skew"},

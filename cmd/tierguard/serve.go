@@ -134,6 +134,17 @@ func runServe(cmd *cobra.Command, o serveOptions) error {
 	if len(issuers) == 0 && !o.dev {
 		return errors.New("no issuer to trust: give --issuer and --audience, an issuers list in --config, or run with --dev")
 	}
+	// Settings are checked before anything listens, so a typo fails fast
+	// and never holds a port.
+	for _, ic := range issuers {
+		if err := ic.Validate(); err != nil {
+			return err
+		}
+		if len(ic.ClientIDs) == 0 {
+			logger.Warn("issuer has no client IDs: access tokens issued to any of its clients are accepted",
+				slog.String("issuer", ic.Issuer))
+		}
+	}
 	if o.dev && !isLoopback(addr) {
 		return fmt.Errorf("--dev listens only on a loopback address, not %q: its issuer mints tokens for anyone", addr)
 	}
