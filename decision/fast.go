@@ -24,6 +24,9 @@ import (
 
 const tierQuery = "data.tierguard.authz.tier"
 
+// verifyChunk is how many checks one verifying evaluation carries.
+const verifyChunk = 200
+
 // tableKey identifies one tabled decision. Strings in a struct key make the
 // lookup allocation-free.
 type tableKey struct {
@@ -326,7 +329,13 @@ func (r *Revision) verifyTable(ctx context.Context, decisions map[tableKey]Decis
 			Claims: map[string]any{"tier": t}})
 	}
 	for _, s := range subjects {
-		full := r.DecideBatch(ctx, s, nil, checks)
+		full := make([]Decision, 0, len(checks))
+		// In chunks, so each evaluation stays well inside the deadline
+		// however large the route table.
+		for start := 0; start < len(checks); start += verifyChunk {
+			end := min(start+verifyChunk, len(checks))
+			full = append(full, r.DecideBatch(ctx, s, nil, checks[start:end])...)
+		}
 		for i, c := range checks {
 			got := full[i]
 			if got.Reason == ReasonPolicyError {
