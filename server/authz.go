@@ -166,9 +166,9 @@ func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller
 	ids := make([]string, len(out))
 	for i, d := range out {
 		ids[i] = newDecisionID()
-		s.metrics.observe(checks[i], d, each)
 		s.logDecision(c.Request().Context(), subject, who.id.Profile, checks[i], d, ids[i], batchID, each)
 	}
+	s.metrics.observeBatch(checks, out, each)
 	return out, ids
 }
 
@@ -220,7 +220,7 @@ func parseChecks(body []byte) ([]checkRequest, bool, error) {
 	}
 	raw, isBatch := top["checks"]
 	if !isBatch {
-		c, err := parseCheck(top, "")
+		c, err := parseCheck(body, "")
 		if err != nil {
 			return nil, false, err
 		}
@@ -232,8 +232,8 @@ func parseChecks(body []byte) ([]checkRequest, bool, error) {
 		}
 	}
 
-	var items []map[string]json.RawMessage
-	if err := strictUnmarshal(raw, &items); err != nil {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
 		return nil, true, badField("checks", "must be an array of check objects")
 	}
 	if len(items) == 0 {
@@ -247,9 +247,6 @@ func parseChecks(body []byte) ([]checkRequest, bool, error) {
 	}
 	out := make([]checkRequest, len(items))
 	for i, item := range items {
-		if item == nil {
-			return nil, true, badField(fmt.Sprintf("checks[%d]", i), "must be an object")
-		}
 		c, err := parseCheck(item, fmt.Sprintf("checks[%d].", i))
 		if err != nil {
 			return nil, true, err
@@ -259,43 +256,35 @@ func parseChecks(body []byte) ([]checkRequest, bool, error) {
 	return out, true, nil
 }
 
-func parseCheck(m map[string]json.RawMessage, prefix string) (checkRequest, error) {
-	str := func(name string) (string, error) {
-		raw, ok := m[name]
-		if !ok {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", badField(prefix+name, "must be a string")
-		}
-		if len(s) > MaxPathLen {
-			return "", badField(prefix+name, "is too long")
-		}
-		return s, nil
-	}
+// parseCheck decodes one check object, already checked for duplicate
+// members, straight into its struct: unknown members and members of the
+// wrong type are refused by the decoder and named here.
+func parseCheck(raw json.RawMessage, prefix string) (checkRequest, error) {
 	var c checkRequest
-	var err error
-	if c.Kind, err = str("kind"); err != nil {
-		return c, err
+	if string(bytes.TrimSpace(raw)) == "null" {
+		return c, checkDecodeError(errors.New("null"), prefix)
 	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, checkDecodeError(err, prefix)
+	}
+
 	allowed, ok := fieldsByKind[c.Kind]
 	if !ok {
 		return c, badField(prefix+"kind", "must be one of api, ui, resource, feature")
 	}
-	for name := range m {
-		if !allowed[name] {
-			return c, badField(prefix+name, "is not a member of a "+c.Kind+" check")
+	members := [...]struct{ name, value string }{{"method", c.Method}, {"path", c.Path},
+		{"type", c.Type}, {"action", c.Action}, {"id", c.ID}, {"name", c.Name}}
+	for _, m := range members {
+		if m.value == "" {
+			continue
 		}
-	}
-	fields := []struct {
-		name string
-		dst  *string
-	}{{"method", &c.Method}, {"path", &c.Path}, {"type", &c.Type},
-		{"action", &c.Action}, {"id", &c.ID}, {"name", &c.Name}}
-	for _, f := range fields {
-		if *f.dst, err = str(f.name); err != nil {
-			return c, err
+		if !allowed[m.name] {
+			return c, badField(prefix+m.name, "is not a member of a "+c.Kind+" check")
+		}
+		if len(m.value) > MaxPathLen {
+			return c, badField(prefix+m.name, "is too long")
 		}
 	}
 
@@ -324,6 +313,22 @@ func parseCheck(m map[string]json.RawMessage, prefix string) (checkRequest, erro
 	default:
 		return c, require("name", c.Name)
 	}
+}
+
+// checkDecodeError names the member a decoding error is about.
+func checkDecodeError(err error, prefix string) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return badField(prefix+typeErr.Field, "must be a string")
+	}
+	if _, name, ok := strings.Cut(err.Error(), "unknown field "); ok {
+		return badField(prefix+strings.Trim(name, `"`), "is not a member of a check")
+	}
+	where := strings.TrimSuffix(prefix, ".")
+	if where == "" {
+		where = "body"
+	}
+	return badField(where, "must be a check object")
 }
 
 func checkPath(prefix, p string) error {

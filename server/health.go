@@ -20,13 +20,18 @@ type readiness struct {
 	Issuers []identity.IssuerStatus `json:"issuers"`
 	Policy  decision.UpdateStatus   `json:"policy"`
 	Bundle  *decision.BundleStatus  `json:"bundle,omitempty"`
+	// DecisionTable says whether decisions come from the revision's table
+	// or from full evaluation; either is correct, the table is faster.
+	DecisionTable decision.TableStatus `json:"decision_table"`
 }
 
 // ready is true only with keys for every issuer, a policy loaded and, in
 // bundle mode, a first bundle active; its body says what is missing.
-// Details are fixed phrases, never secrets.
+// Details are for operators (they name policy sources and errors) and
+// never hold credentials; keep /health off the public internet.
 func (s *Server) ready(c echo.Context) error {
-	r := readiness{Ready: true, Issuers: s.verifier.Status(), Policy: s.engine.Status()}
+	r := readiness{Ready: true, Issuers: s.verifier.Status(), Policy: s.engine.Status(),
+		DecisionTable: s.engine.Current().TableStatus()}
 	for _, is := range r.Issuers {
 		if !is.Ready {
 			r.Ready = false

@@ -47,10 +47,31 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
+// observeBatch counts a batch's decisions with one counter update per
+// distinct label set, not one per check.
+func (m *metrics) observeBatch(checks []decision.Check, ds []decision.Decision, each time.Duration) {
+	counts := make(map[[5]string]float64, 4)
+	for i, d := range ds {
+		labels, kind := decisionLabels(checks[i], d)
+		counts[labels]++
+		m.latency.WithLabelValues(kind).Observe(each.Seconds())
+	}
+	for l, n := range counts {
+		m.decisions.WithLabelValues(l[:]...).Add(n)
+	}
+}
+
 // observe counts a decision. The route label holds only names the policy
 // declares: an unknown route or feature is "unknown", so a client cannot
 // grow the label set with made-up paths.
 func (m *metrics) observe(c decision.Check, d decision.Decision, elapsed time.Duration) {
+	labels, kind := decisionLabels(c, d)
+	m.decisions.WithLabelValues(labels[:]...).Inc()
+	m.latency.WithLabelValues(kind).Observe(elapsed.Seconds())
+}
+
+// decisionLabels are allow, reason, kind, route and tier, in that order.
+func decisionLabels(c decision.Check, d decision.Decision) ([5]string, string) {
 	route := "unknown"
 	switch d.Reason {
 	case decision.ReasonRouteUnknown, decision.ReasonFeatureUnknown,
@@ -75,8 +96,7 @@ func (m *metrics) observe(c decision.Check, d decision.Decision, elapsed time.Du
 	if _, ok := fieldsByKind[kind]; !ok {
 		kind = "invalid"
 	}
-	m.decisions.WithLabelValues(allow, d.Reason, kind, route, d.Tier).Inc()
-	m.latency.WithLabelValues(kind).Observe(elapsed.Seconds())
+	return [5]string{allow, d.Reason, kind, route, d.Tier}, kind
 }
 
 // engineCollector reports the engine's own state at scrape time.

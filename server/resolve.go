@@ -83,7 +83,9 @@ func (r *Resolver) UI(target string) string {
 }
 
 func find(e *echo.Echo, method, path string) string {
-	c := e.NewContext(nil, nil)
+	c := e.AcquireContext()
+	defer e.ReleaseContext(c)
+	c.Reset(nil, nil)
 	e.Router().Find(method, path, c)
 	return c.Path()
 }
