@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,7 +213,66 @@ func isJSON(r *http.Request) bool {
 
 // parseChecks reads one check or a batch, strictly: a malformed check
 // fails the whole request and names the field (checks[3].kind).
+// checkBody is a request body decoded in one pass: one check, or a batch
+// in Checks.
+type checkBody struct {
+	checkRequest
+	Checks *[]*checkRequest `json:"checks"`
+}
+
+// parseChecks reads one check or a batch. Well-formed bodies are decoded
+// in one pass; anything else is read again, member by member, by
+// parseChecksStrictly, so that the 400 names the field at fault.
 func parseChecks(body []byte) ([]checkRequest, bool, error) {
+	top, err := topLevelMembers(body)
+	if err != nil {
+		return nil, false, newError(http.StatusBadRequest, reasonInvalidRequest,
+			"the body is not a JSON object")
+	}
+	batchShape := slices.Contains(top, "checks")
+	if batchShape && len(top) != 1 {
+		return parseChecksStrictly(body)
+	}
+
+	var b checkBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&b) != nil || dec.More() {
+		return parseChecksStrictly(body)
+	}
+	if !batchShape {
+		if validateCheck(b.checkRequest, "") != nil {
+			return parseChecksStrictly(body)
+		}
+		return []checkRequest{b.checkRequest}, false, nil
+	}
+	if b.Checks == nil || len(*b.Checks) == 0 || len(*b.Checks) > MaxBatch {
+		return parseChecksStrictly(body)
+	}
+	out := make([]checkRequest, len(*b.Checks))
+	for i, c := range *b.Checks {
+		if c == nil || validateCheck(*c, "") != nil {
+			return parseChecksStrictly(body)
+		}
+		out[i] = *c
+	}
+	return out, true, nil
+}
+
+// topLevelMembers returns the member names of the object in data, after
+// refusing duplicates anywhere in it. Whether data is valid JSON is left
+// to the decoder that reads it next.
+func topLevelMembers(data []byte) ([]string, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	return scanMembers(data)
+}
+
+// parseChecksStrictly reads a body member by member, naming the first
+// field at fault.
+func parseChecksStrictly(body []byte) ([]checkRequest, bool, error) {
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(body, &top); err != nil || top == nil {
 		return nil, false, newError(http.StatusBadRequest, reasonInvalidRequest,
@@ -269,10 +329,15 @@ func parseCheck(raw json.RawMessage, prefix string) (checkRequest, error) {
 	if err := dec.Decode(&c); err != nil {
 		return c, checkDecodeError(err, prefix)
 	}
+	return c, validateCheck(c, prefix)
+}
 
+// validateCheck holds a decoded check to its kind: the members it needs,
+// and none that belong to another kind. An empty member counts as absent.
+func validateCheck(c checkRequest, prefix string) error {
 	allowed, ok := fieldsByKind[c.Kind]
 	if !ok {
-		return c, badField(prefix+"kind", "must be one of api, ui, resource, feature")
+		return badField(prefix+"kind", "must be one of api, ui, resource, feature")
 	}
 	members := [...]struct{ name, value string }{{"method", c.Method}, {"path", c.Path},
 		{"type", c.Type}, {"action", c.Action}, {"id", c.ID}, {"name", c.Name}}
@@ -281,10 +346,10 @@ func parseCheck(raw json.RawMessage, prefix string) (checkRequest, error) {
 			continue
 		}
 		if !allowed[m.name] {
-			return c, badField(prefix+m.name, "is not a member of a "+c.Kind+" check")
+			return badField(prefix+m.name, "is not a member of a "+c.Kind+" check")
 		}
 		if len(m.value) > MaxPathLen {
-			return c, badField(prefix+m.name, "is too long")
+			return badField(prefix+m.name, "is too long")
 		}
 	}
 
@@ -297,21 +362,21 @@ func parseCheck(raw json.RawMessage, prefix string) (checkRequest, error) {
 	switch c.Kind {
 	case decision.KindAPI:
 		if err := require("method", c.Method); err != nil {
-			return c, err
+			return err
 		}
 		if !validMethod(c.Method) {
-			return c, badField(prefix+"method", "must be an HTTP method in upper case")
+			return badField(prefix+"method", "must be an HTTP method in upper case")
 		}
-		return c, checkPath(prefix, c.Path)
+		return checkPath(prefix, c.Path)
 	case decision.KindUI:
-		return c, checkPath(prefix, c.Path)
+		return checkPath(prefix, c.Path)
 	case decision.KindResource:
 		if err := require("type", c.Type); err != nil {
-			return c, err
+			return err
 		}
-		return c, require("action", c.Action)
+		return require("action", c.Action)
 	default:
-		return c, require("name", c.Name)
+		return require("name", c.Name)
 	}
 }
 
@@ -357,7 +422,7 @@ func validMethod(m string) bool {
 // that name a member twice: a decoder keeps the last, and a check must not
 // mean one thing to us and another to whoever wrote it.
 func strictUnmarshal(data []byte, v any) error {
-	if err := noDuplicateMembers(json.NewDecoder(bytes.NewReader(data)), 0); err != nil {
+	if _, err := scanMembers(data); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -373,41 +438,72 @@ func strictUnmarshal(data []byte, v any) error {
 // maxJSONDepth bounds nesting in request bodies; no check needs more.
 const maxJSONDepth = 32
 
-func noDuplicateMembers(dec *json.Decoder, depth int) error {
-	if depth > maxJSONDepth {
-		return errors.New("JSON nested too deeply")
+// scanMembers finds an object that names a member twice, comparing names
+// as decoded (an escaped "p\u0061th" is "path"), and returns the
+// outermost object's member names. It reads the bytes once, without
+// building values; whether data is valid JSON at all is the decoder's to
+// say, and malformed input only ends the scan early.
+func scanMembers(data []byte) ([]string, error) {
+	type frame struct {
+		object, wantKey bool
+		keys            []string
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := map[string]bool{}
-		for dec.More() {
-			key, err := dec.Token()
-			if err != nil {
-				return err
+	var stack []frame
+	var outer []string
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return nil, errors.New("JSON nested too deeply")
 			}
-			name, _ := key.(string)
-			if seen[name] {
-				return fmt.Errorf("member %q appears twice", name)
+			stack = append(stack, frame{object: data[i] == '{', wantKey: data[i] == '{'})
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
 			}
-			seen[name] = true
-			if err := noDuplicateMembers(dec, depth+1); err != nil {
-				return err
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].wantKey = true
 			}
+		case '"':
+			end, escaped := stringEnd(data, i)
+			if n := len(stack); n > 0 && stack[n-1].wantKey {
+				top := &stack[n-1]
+				name := string(data[i+1 : min(end, len(data))])
+				if escaped && end < len(data) {
+					if err := json.Unmarshal(data[i:end+1], &name); err != nil {
+						return nil, err
+					}
+				}
+				if slices.Contains(top.keys, name) {
+					return nil, fmt.Errorf("member %q appears twice", name)
+				}
+				top.keys = append(top.keys, name)
+				top.wantKey = false
+				if n == 1 {
+					outer = top.keys
+				}
+			}
+			i = end
 		}
-		_, err = dec.Token()
-	case json.Delim('['):
-		for dec.More() {
-			if err := noDuplicateMembers(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		_, err = dec.Token()
 	}
-	return err
+	return outer, nil
+}
+
+// stringEnd returns the index of the quote closing the string that opens
+// at data[start], or len(data), and whether it holds escapes.
+func stringEnd(data []byte, start int) (int, bool) {
+	escaped := false
+	for i := start + 1; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i, escaped
+		}
+	}
+	return len(data), escaped
 }
 
 // routeEntry and the route map are GET /authz/routes, the guard's view of
