@@ -2,13 +2,11 @@ package decision
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io/fs"
 	"testing"
 	"testing/fstest"
 
-	"github.com/tierguard/tierguard/policies"
+	"github.com/tierguard/tierguard/decision/decisiontest"
 )
 
 var plusSubject = Subject{
@@ -71,41 +69,13 @@ func BenchmarkRouteTableSize(b *testing.B) {
 	}
 }
 
-// SyntheticPolicy returns the embedded policy module with a generated route
-// table of n API routes (and n/10 pages), for size benchmarks.
 func syntheticPolicy(tb testing.TB, n int) fstest.MapFS {
 	tb.Helper()
-	module, err := fs.ReadFile(policies.FS, "tierguard/authz/authz.rego")
+	fsys, err := decisiontest.SyntheticPolicy(n)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tiers := []string{"anonymous", "free", "plus", "pro"}
-	api := map[string]any{}
-	ui := map[string]any{}
-	for i := range n {
-		api[fmt.Sprintf("/api/r%d/:id", i)] = map[string]any{"tier": tiers[i%4]}
-		if i%10 == 0 {
-			ui[fmt.Sprintf("/r%d/:id", i)] = map[string]any{
-				"tier": "free", "requires": []string{fmt.Sprintf("GET /api/r%d/:id", i)},
-			}
-		}
-	}
-	data, err := json.Marshal(map[string]any{
-		"tiers":             tiers,
-		"tier_group_prefix": "tier-",
-		"api_routes":        map[string]any{"GET": api},
-		"ui_routes":         ui,
-		"resources":         map[string]any{},
-		"features":          map[string]any{"hd": "plus"},
-		"subjects":          map[string]any{},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return fstest.MapFS{
-		"tierguard/authz/authz.rego": {Data: module},
-		"tierguard/data.json":        {Data: data},
-	}
+	return fsys
 }
 
 func syntheticEngine(tb testing.TB, n int) *Engine {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"testing/fstest"
 
 	"github.com/tierguard/tierguard/decision"
+	"github.com/tierguard/tierguard/decision/decisiontest"
 	"github.com/tierguard/tierguard/policies"
 )
 
@@ -70,42 +70,9 @@ func newSet(ctx context.Context, name, dir string, embedded bool,
 	return &policySet{name: name, dir: dir, embedded: embedded, ref: rev, tables: rev.Tables()}, nil
 }
 
-var tiers = []string{"anonymous", "free", "plus", "pro"}
+func syntheticFS(n int) (fstest.MapFS, error) { return decisiontest.SyntheticPolicy(n) }
 
-func syntheticFS(n int) (fstest.MapFS, error) {
-	module, err := fs.ReadFile(policies.FS, "tierguard/authz/authz.rego")
-	if err != nil {
-		return nil, err
-	}
-	api := map[string]any{}
-	ui := map[string]any{}
-	for i := range n {
-		api[syntheticTemplate(i)] = map[string]any{"tier": tiers[i%4]}
-		if i%10 == 0 {
-			ui[fmt.Sprintf("/r%d/:id", i)] = map[string]any{
-				"tier": "free", "requires": []string{"GET " + syntheticTemplate(i)},
-			}
-		}
-	}
-	data, err := json.Marshal(map[string]any{
-		"tiers":             tiers,
-		"tier_group_prefix": "tier-",
-		"api_routes":        map[string]any{"GET": api},
-		"ui_routes":         ui,
-		"resources":         map[string]any{},
-		"features":          map[string]any{"hd": "plus"},
-		"subjects":          map[string]any{},
-	})
-	if err != nil {
-		return nil, err
-	}
-	return fstest.MapFS{
-		"tierguard/authz/authz.rego": {Data: module},
-		"tierguard/data.json":        {Data: data},
-	}, nil
-}
-
-func syntheticTemplate(i int) string { return fmt.Sprintf("/api/r%d/:id", i) }
+func syntheticTemplate(i int) string { return decisiontest.Template(i) }
 
 // syntheticProbe is the route a size row checks: near the middle of the
 // table and always a free-tier route, so every size row asks the same
