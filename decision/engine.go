@@ -221,7 +221,8 @@ func (r *Revision) Decide(ctx context.Context, in Input) Decision {
 // DecideBatch evaluates checks for one subject in a single evaluation and
 // returns one decision per check, in order. If the batch as a whole fails,
 // every check is denied with policy_error.
-func (r *Revision) DecideBatch(ctx context.Context, s Subject, profile map[string]any, checks []Check) []Decision {
+func (r *Revision) DecideBatch(ctx context.Context, s Subject, profile map[string]any,
+	checks []Check) []Decision {
 	out := make([]Decision, len(checks))
 	fail := func(cause string, err error) []Decision {
 		d := r.failed(ctx, cause, err)
@@ -254,7 +255,8 @@ func (r *Revision) DecideBatch(ctx context.Context, s Subject, profile map[strin
 	}
 	values, ok := rs[0].Expressions[0].Value.([]any)
 	if !ok || len(values) != len(checks) {
-		return fail(CauseMalformed, fmt.Errorf("want %d decisions, got %T", len(checks), rs[0].Expressions[0].Value))
+		got := rs[0].Expressions[0].Value
+		return fail(CauseMalformed, fmt.Errorf("want %d decisions, got %T", len(checks), got))
 	}
 	for i, v := range values {
 		d, err := parseDecision(v)

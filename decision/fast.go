@@ -375,7 +375,8 @@ func (r *Revision) declaredChecks() []Check {
 // evalWithTier decides checks for a subject of the given tier, overriding
 // the tier rule with OPA's own `with` so the policy's decision logic, not
 // Go, produces every answer.
-func (r *Revision) evalWithTier(ctx context.Context, tier string, authenticated bool, checks []Check) ([]Decision, error) {
+func (r *Revision) evalWithTier(ctx context.Context, tier string, authenticated bool,
+	checks []Check) ([]Decision, error) {
 	query := fmt.Sprintf("%s with %s as %s", batchQuery, tierQuery, ast.StringTerm(tier))
 	terms := make([]*ast.Term, len(checks))
 	for i, c := range checks {

@@ -55,7 +55,8 @@ const (
 )
 
 func originalRequest(h http.Header, proxy string) (method, uri string, err error) {
-	for _, name := range []string{"X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"} {
+	names := []string{"X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"}
+	for _, name := range names {
 		// A proxy that appends rather than sets would let a client's own
 		// header come first.
 		if len(h.Values(name)) > 1 {

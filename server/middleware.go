@@ -156,7 +156,8 @@ func (s *Server) decide(c echo.Context, who *caller, check decision.Check) (deci
 	return d, decisionID
 }
 
-func (s *Server) lookup(c echo.Context, rev *decision.Revision, who *caller, check decision.Check) (decision.Decision, bool) {
+func (s *Server) lookup(c echo.Context, rev *decision.Revision, who *caller,
+	check decision.Check) (decision.Decision, bool) {
 	tier, ok := who.tierOn(c.Request().Context(), rev)
 	if !ok {
 		return decision.Decision{}, false

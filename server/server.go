@@ -132,7 +132,8 @@ type Server struct {
 }
 
 // New builds the server. It does no I/O: call Serve to listen.
-func New(cfg Config, engine *decision.Engine, verifier *identity.Verifier, logger *slog.Logger) (*Server, error) {
+func New(cfg Config, engine *decision.Engine, verifier *identity.Verifier,
+	logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
