@@ -165,6 +165,25 @@ func (s *Server) lookup(c echo.Context, rev *decision.Revision, who *caller,
 	return rev.Lookup(tier, who.id.Authenticated, check)
 }
 
+// apiNotFound answers an /api request no route takes. The group's
+// not-found route shadows Echo's own 405, so it asks Echo's router itself
+// which methods the path has: 405 with Allow when it has any, else 404.
+func (s *Server) apiNotFound(c echo.Context) error {
+	path := echo.GetPath(c.Request())
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete} {
+		if s.registered[m+" "+find(s.echo, m, path)] {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return echo.ErrNotFound
+	}
+	c.Response().Header().Set(echo.HeaderAllow, strings.Join(allow, ", "))
+	return echo.ErrMethodNotAllowed
+}
+
 // denial turns a deny into the API's error: 401 when a token would help
 // and none was sent, else 403, both naming the reason and the tier.
 func denial(d decision.Decision, decisionID string, anonymous bool) error {

@@ -371,11 +371,11 @@ func TestMethodOverrideNeverChangesADecision(t *testing.T) {
 }
 
 // HEAD and OPTIONS, as SECURITY.md documents them. Echo does not answer
-// HEAD from a GET route, and the /api group's not-found handler takes
-// precedence over Echo's 405: HEAD or OPTIONS on an API route is, after
-// authentication, a 404 not_found (a problem body for OPTIONS, no body for
-// HEAD). Neither ever carries data, and /authz/check and forward auth deny
-// both as route_unknown.
+// HEAD from a GET route: HEAD or OPTIONS on an API route is, after
+// authentication, a 405 method_not_allowed naming the route's methods in
+// Allow (a problem body for OPTIONS, no body for HEAD). Neither ever
+// carries data, and /authz/check and forward auth deny both as
+// route_unknown.
 func TestHeadAndOptions(t *testing.T) {
 	s := startService(t, server.Config{})
 	free, plus := s.token(t, "free"), s.token(t, "plus")
@@ -387,13 +387,14 @@ func TestHeadAndOptions(t *testing.T) {
 		}
 		for _, path := range []string{"/api/treasure-map", "/api/news", "/api/videos/1/download"} {
 			r := s.rawDo(t, "HEAD", path, auth...)
-			if r.status != 404 || r.body != "" {
-				t.Errorf("HEAD %s = %d %q, want 404 without a body", path, r.status, r.body)
+			if r.status != 405 || r.body != "" || r.header.Get("Allow") != "GET" {
+				t.Errorf("HEAD %s = %d %q Allow %q, want 405 without a body, Allow GET",
+					path, r.status, r.body, r.header.Get("Allow"))
 			}
 			r = s.rawDo(t, "OPTIONS", path, auth...)
-			if r.status != 404 || !strings.Contains(r.body, `"reason":"not_found"`) ||
+			if r.status != 405 || !strings.Contains(r.body, `"reason":"method_not_allowed"`) ||
 				r.header.Get("Content-Type") != "application/problem+json" {
-				t.Errorf("OPTIONS %s = %d %q, want a 404 not_found problem", path, r.status, r.body)
+				t.Errorf("OPTIONS %s = %d %q, want a 405 method_not_allowed problem", path, r.status, r.body)
 			}
 		}
 		for _, method := range []string{"HEAD", "OPTIONS"} {

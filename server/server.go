@@ -248,7 +248,7 @@ func (s *Server) routes() *echo.Echo {
 	registerDemoAPI(api)
 	// Unmatched /api paths still pass identity checks first, so a bad
 	// token is a 401 on every route, known or not.
-	api.RouteNotFound("/*", func(echo.Context) error { return echo.ErrNotFound })
+	api.RouteNotFound("/*", s.apiNotFound)
 
 	if s.cfg.App != nil {
 		s.serveApp(e)
