@@ -152,14 +152,14 @@ func (s *Server) decideBatch(c echo.Context, rev *decision.Revision, who *caller
 		for j, i := range missed {
 			rest[j] = checks[i]
 		}
-		full := rev.DecideBatch(c.Request().Context(), subjectOf(who.id), who.id.Profile, rest)
+		full := rev.DecideBatch(c.Request().Context(), SubjectOf(who.id), who.id.Profile, rest)
 		for j, i := range missed {
 			out[i] = full[j]
 		}
 	}
 
 	each := time.Since(start) / time.Duration(max(len(out), 1))
-	subject := subjectOf(who.id)
+	subject := SubjectOf(who.id)
 	batchID := ""
 	if s.cfg.DecisionLog != nil && len(out) > 1 {
 		batchID = newDecisionID()

@@ -32,7 +32,7 @@ func (c *caller) tierOn(ctx context.Context, rev *decision.Revision) (string, bo
 	if m := c.tier.Load(); m != nil && m.rev == rev {
 		return m.tier, true
 	}
-	tier, err := rev.Tier(ctx, subjectOf(c.id))
+	tier, err := rev.Tier(ctx, SubjectOf(c.id))
 	if err != nil {
 		return "", false
 	}

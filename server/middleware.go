@@ -100,8 +100,9 @@ func callerOf(c echo.Context) *caller {
 
 func identityOf(c echo.Context) identity.Identity { return callerOf(c).id }
 
-// subjectOf is the one place a verified identity becomes policy input.
-func subjectOf(id identity.Identity) decision.Subject {
+// SubjectOf is the one place an identity becomes policy input; tierguard
+// check uses it too, so offline answers match the service's.
+func SubjectOf(id identity.Identity) decision.Subject {
 	if !id.Authenticated {
 		return decision.Subject{}
 	}
@@ -146,13 +147,13 @@ func (s *Server) decide(c echo.Context, who *caller, check decision.Check) (deci
 	d, ok := s.lookup(c, rev, who, check)
 	if !ok {
 		d = rev.Decide(c.Request().Context(), decision.Input{
-			Subject: subjectOf(who.id), Profile: who.id.Profile, Check: check,
+			Subject: SubjectOf(who.id), Profile: who.id.Profile, Check: check,
 		})
 	}
 	decisionID := newDecisionID()
 	elapsed := time.Since(start)
 	s.metrics.observe(check, d, elapsed)
-	s.logDecision(c.Request().Context(), subjectOf(who.id), who.id.Profile, check, d, decisionID, "", elapsed)
+	s.logDecision(c.Request().Context(), SubjectOf(who.id), who.id.Profile, check, d, decisionID, "", elapsed)
 	return d, decisionID
 }
 

@@ -98,10 +98,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		h.Set(kv[0], kv[1])
 	}
 	h.Set(echo.HeaderCacheControl, "no-store")
-	if c.Path() == forwardPath {
-		// A proxy drops the body: the reason must travel as a header.
-		h.Set(headerReason, p.Reason)
-	}
+	// Every refusal names its reason in a header too: a proxy doing
+	// forward auth drops the body, and the header costs nothing elsewhere.
+	h.Set(headerReason, p.Reason)
 
 	level := slog.LevelInfo
 	if p.Status >= 500 {

@@ -14,7 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -110,9 +110,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// forwardPath is the forward-auth endpoint of the contract.
-const forwardPath = "/authz/forward"
-
 // Server is the configured Echo application.
 type Server struct {
 	cfg      Config
@@ -123,9 +120,9 @@ type Server struct {
 	echo     *echo.Echo
 	tokens   *tokenCache // nil when turned off
 
-	// resolvers caches one Resolver per policy revision.
-	mu        sync.Mutex
-	resolvers map[*decision.Revision]*Resolver
+	// current holds the resolver of the newest revision asked about, so
+	// the hot path reads a pointer rather than taking a lock.
+	current atomic.Pointer[revisionResolver]
 	// registered holds "METHOD template" of every route Echo serves, to
 	// tell a real route from Echo's not-found stand-ins.
 	registered map[string]bool
@@ -143,7 +140,6 @@ func New(cfg Config, engine *decision.Engine, verifier *identity.Verifier,
 	}
 	s := &Server{
 		cfg: cfg, engine: engine, verifier: verifier, logger: logger,
-		resolvers: map[*decision.Revision]*Resolver{},
 	}
 	if cfg.TokenCacheSize > 0 {
 		tc, err := newTokenCache(cfg.TokenCacheSize, cfg.Now)
@@ -240,7 +236,7 @@ func (s *Server) routes() *echo.Echo {
 	authz := e.Group("/authz", limit, s.revisionHeader, s.authenticate)
 	authz.POST("/check", s.check)
 	authz.GET("/routes", s.routeMap)
-	authz.GET(strings.TrimPrefix(forwardPath, "/authz"), s.forward)
+	authz.GET("/forward", s.forward)
 
 	s.registerAuthZEN(e, limit)
 
@@ -256,20 +252,21 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
-// resolver returns the resolver for rev, building it on first use.
+type revisionResolver struct {
+	rev      *decision.Revision
+	resolver *Resolver
+}
+
+// resolver returns the resolver for rev, building it on first use. Around
+// a swap two requests may each build one; both are right, one is kept.
 func (s *Server) resolver(rev *decision.Revision) *Resolver {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.resolvers[rev]; ok {
-		return r
+	if cur := s.current.Load(); cur != nil && cur.rev == rev {
+		return cur.resolver
 	}
 	r := NewResolver(rev.Tables(), s.undeclared(rev))
-	// Keep only the newest few: revisions are swapped in rarely, and a
-	// request holding an old one is gone within its timeout.
-	if len(s.resolvers) >= 4 {
-		clear(s.resolvers)
+	if rev == s.engine.Current() {
+		s.current.Store(&revisionResolver{rev: rev, resolver: r})
 	}
-	s.resolvers[rev] = r
 	return r
 }
 

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -14,6 +11,7 @@ import (
 
 	"github.com/tierguard/tierguard/decision"
 	"github.com/tierguard/tierguard/server"
+	"github.com/tierguard/tierguard/server/identity"
 )
 
 type checkOptions struct {
@@ -156,7 +154,7 @@ func parseCheckArgs(r *server.Resolver, args []string) (decision.Check, error) {
 	switch args[0] {
 	case "api":
 		method := strings.ToUpper(args[1])
-		if method != http.MethodGet && strings.TrimSpace(method) == "" {
+		if strings.TrimSpace(method) == "" {
 			return decision.Check{}, errors.New("api needs a method")
 		}
 		return decision.Check{Kind: decision.KindAPI, Method: method, Path: args[2],
@@ -171,7 +169,8 @@ func parseCheckArgs(r *server.Resolver, args []string) (decision.Check, error) {
 }
 
 // checkSubject builds the subject for --tier (a token whose tier claim
-// says so) or --token (its claims, unverified: this is an offline tool).
+// says so) or --token (its claims, read as the service reads them but
+// unverified: this is an offline tool).
 func checkSubject(o checkOptions) (decision.Subject, error) {
 	if o.tier != "" {
 		if o.tier == "anonymous" {
@@ -180,34 +179,9 @@ func checkSubject(o checkOptions) (decision.Subject, error) {
 		return decision.Subject{Authenticated: true, Subject: "check@" + o.tier,
 			Claims: map[string]any{"tier": o.tier}}, nil
 	}
-	parts := strings.Split(o.token, ".")
-	if len(parts) != 3 {
-		return decision.Subject{}, errors.New("--token is not a JWT (three dot-separated parts)")
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	id, err := identity.InsecureUnverifiedIdentity(o.token)
 	if err != nil {
-		return decision.Subject{}, fmt.Errorf("--token payload: %w", err)
+		return decision.Subject{}, fmt.Errorf("--token: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil {
-		return decision.Subject{}, fmt.Errorf("--token payload: %w", err)
-	}
-	s := decision.Subject{Authenticated: true, Claims: claims}
-	s.Issuer, _ = claims["iss"].(string)
-	s.Subject, _ = claims["sub"].(string)
-	for _, k := range []string{"cid", "client_id", "azp"} {
-		if v, ok := claims[k].(string); ok && s.ClientID == "" {
-			s.ClientID = v
-		}
-	}
-	if groups, ok := claims["groups"].([]any); ok {
-		for _, g := range groups {
-			if gs, ok := g.(string); ok {
-				s.Groups = append(s.Groups, gs)
-			}
-		}
-	}
-	return s, nil
+	return server.SubjectOf(id), nil
 }

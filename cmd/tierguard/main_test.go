@@ -49,7 +49,7 @@ func TestCheck(t *testing.T) {
 		{[]string{"--tier", "plus", "teleport", "x"}, 2, "unknown check kind"},
 		{[]string{"--tier", "plus", "api", "GET"}, 2, "api takes 2 arguments"},
 		{[]string{"api", "GET", "/api/news"}, 2, "exactly one of --tier and --token"},
-		{[]string{"--token", "not-a-jwt", "feature", "hd"}, 2, "not a JWT"},
+		{[]string{"--token", "not-a-jwt", "feature", "hd"}, 2, "token_malformed"},
 		{[]string{"--policies", "/nonexistent", "--tier", "pro", "feature", "hd"}, 2, "error"},
 		{[]string{"--tier", "gold", "feature", "hd"}, 2, "not a tier of this policy"},
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/plugins/logs"
+	"github.com/open-policy-agent/opa/v1/util"
 )
 
 // Defaults for Config.
@@ -543,7 +543,9 @@ func (l *Logger) send(ctx context.Context, batch []json.RawMessage) bool {
 		l.logger.LogAttrs(ctx, level, "decision log upload failed, retrying",
 			slog.String("url", l.upload), slog.Int("events", len(batch)), slog.Any("error", err))
 
-		delay := backoff(l.cfg.MinRetryDelay, l.cfg.MaxRetryDelay, attempt)
+		// OPA's own backoff, as its decision-log plugin retries: doubling-ish
+		// with jitter, so a fleet does not retry in step.
+		delay := util.DefaultBackoff(float64(l.cfg.MinRetryDelay), float64(l.cfg.MaxRetryDelay), attempt+1)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
@@ -592,18 +594,4 @@ func gzipArray(events []json.RawMessage) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// backoff doubles from lo up to hi, with up to 20% jitter so a fleet
-// does not retry in step.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo
-	for range attempt {
-		d *= 2
-		if d >= hi {
-			d = hi
-			break
-		}
-	}
-	return d - time.Duration(rand.Float64()*0.2*float64(d))
 }

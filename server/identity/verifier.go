@@ -346,7 +346,30 @@ func accessIdentity(cfg IssuerConfig, claims map[string]any) (Identity, *Error) 
 	if !slices.Contains(aud, cfg.Audience) {
 		return Identity{}, fail(ReasonTokenAudience, errors.New("aud lacks the API audience"))
 	}
+	return readIdentity(cfg, claims)
+}
 
+// InsecureUnverifiedIdentity reads the identity a token would have if it
+// verified, WITHOUT checking its signature, issuer, audience, times or
+// type. It exists for offline tooling (tierguard check --token) that asks
+// "what would this token get"; anything that grants access must use
+// Verify. The claims are read exactly as Verify reads them.
+func InsecureUnverifiedIdentity(token string) (Identity, error) {
+	t, e := parseToken(token)
+	if e != nil {
+		return Identity{}, e
+	}
+	iss, _ := optionalString(t.claims, "iss")
+	id, e := readIdentity(IssuerConfig{Issuer: iss}, t.claims)
+	if e != nil {
+		return Identity{}, e
+	}
+	return id, nil
+}
+
+// readIdentity reads subject, client, scopes and groups from claims, and
+// checks the client against cfg's list when it has one.
+func readIdentity(cfg IssuerConfig, claims map[string]any) (Identity, *Error) {
 	sub, err := stringClaim(claims, "sub")
 	if err == nil && sub == "" {
 		err = errors.New("claim sub is missing")
