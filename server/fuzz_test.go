@@ -130,7 +130,7 @@ func (env *fuzzEnv) servedTemplate(req *http.Request) string {
 	c := e.NewContext(req, nil)
 	e.Router().Find(req.Method, echo.GetPath(req), c)
 	template := c.Path()
-	if !env.srv.registered[req.Method+" "+template] || !strings.HasPrefix(template, "/api/") ||
+	if !env.srv.registered[route{req.Method, template}] || !strings.HasPrefix(template, "/api/") ||
 		req.Method == echo.RouteNotFound {
 		return ""
 	}

@@ -122,7 +122,7 @@ func SubjectOf(id identity.Identity) decision.Subject {
 func (s *Server) enforce(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		template := c.Path()
-		if !s.registered[c.Request().Method+" "+template] {
+		if !s.registered[route{c.Request().Method, template}] {
 			return next(c) // no route: Echo's 404 or 405, after authentication
 		}
 		who := callerOf(c)
@@ -174,7 +174,7 @@ func (s *Server) apiNotFound(c echo.Context) error {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete} {
-		if s.registered[m+" "+find(s.echo, m, path)] {
+		if s.registered[route{m, find(s.echo, m, path)}] {
 			allow = append(allow, m)
 		}
 	}

@@ -123,9 +123,9 @@ type Server struct {
 	// current holds the resolver of the newest revision asked about, so
 	// the hot path reads a pointer rather than taking a lock.
 	current atomic.Pointer[revisionResolver]
-	// registered holds "METHOD template" of every route Echo serves, to
-	// tell a real route from Echo's not-found stand-ins.
-	registered map[string]bool
+	// registered holds every route Echo serves, to tell a real route from
+	// Echo's not-found stand-ins.
+	registered map[route]bool
 }
 
 // New builds the server. It does no I/O: call Serve to listen.
@@ -151,9 +151,9 @@ func New(cfg Config, engine *decision.Engine, verifier *identity.Verifier,
 	}
 	s.metrics = newMetrics(s)
 	s.echo = s.routes()
-	s.registered = map[string]bool{}
+	s.registered = map[route]bool{}
 	for _, r := range s.echo.Routes() {
-		s.registered[r.Method+" "+r.Path] = true
+		s.registered[route{r.Method, r.Path}] = true
 	}
 	s.reportUndeclaredRoutes()
 	return s, nil
@@ -251,6 +251,9 @@ func (s *Server) routes() *echo.Echo {
 	}
 	return e
 }
+
+// route is a method and an Echo route template.
+type route struct{ method, template string }
 
 type revisionResolver struct {
 	rev      *decision.Revision
