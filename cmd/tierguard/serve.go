@@ -57,6 +57,18 @@ Every flag has an environment equivalent: --client-id is TIERGUARD_CLIENT_ID
 (lists comma-separated). A flag on the command line wins over the
 environment, which wins over the --config file.
 
+The YAML config file takes the flags' settings by their snake_case names
+(addr, policies, app, cors_origins, forward_auth_proxy) and what only it
+can hold:
+  issuers:        [{issuer, audience, client_ids, algorithms (RS256, ES256),
+                    clock_skew (60s), require_at_jwt, max_key_age (1h)}]
+  pep_clients:    [{client_id, trust_subject_properties}]   AuthZEN callers
+  decision_ttl:   5m    bound on expires_at in /authz answers
+  bundle:         {url, resource, public_key, dir, insecure_allow_unsigned,
+                   poll_min, poll_max, long_poll_timeout, bearer_token}
+  decision_logs:  {console, url, resource, bearer_token, labels, mask,
+                   flush_interval}
+
   tierguard serve --dev                      no Okta needed: a dev issuer on loopback
   tierguard serve --issuer https://example.okta.com/oauth2/default \
                   --audience api://default --client-id 0oa1b2c3d4SPAclient \
