@@ -169,6 +169,11 @@ func (s *Server) evaluation(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.evaluateOne(c, top)
+}
+
+// evaluateOne answers a body holding one 4-tuple.
+func (s *Server) evaluateOne(c echo.Context, top map[string]json.RawMessage) error {
 	req, err := parseEvaluation(top, "", azRequest{})
 	if err != nil {
 		return err
@@ -200,15 +205,7 @@ func (s *Server) evaluations(c echo.Context) error {
 		return err
 	}
 	if items == nil {
-		req, err := parseEvaluation(top, "", azRequest{})
-		if err != nil {
-			return err
-		}
-		results, err := s.evaluate(c, []azRequest{req})
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, results[0])
+		return s.evaluateOne(c, top)
 	}
 
 	defaults, err := parseDefaults(top)
